@@ -1,0 +1,1 @@
+"""The conversation engine (knows no channel) and its channels: Telegram and the web chat."""

@@ -1,0 +1,87 @@
+"""The composition root: load the operator's files, open resources in order, build the aiohttp app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from functools import partial
+from importlib.metadata import version
+
+from aiohttp import web
+
+from config.branches import BranchList, load_branches
+from config.settings import Settings
+from config.survey import Survey, load_survey
+from config.taxonomy import Taxonomy, load_taxonomy
+from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
+from web.app import create_web_app
+from web.keys import DATABASE
+
+log = logging.getLogger(__name__)
+
+VERSION = version("closeloop")
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """The operator-editable files, validated."""
+
+    branches: BranchList
+    survey: Survey
+    taxonomy: Taxonomy
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """Read and validate every operator file; raises ConfigError naming the first wrong one."""
+    return Catalog(
+        branches=load_branches(settings.files.branches),
+        survey=load_survey(settings.files.survey),
+        taxonomy=load_taxonomy(settings.files.taxonomy),
+    )
+
+
+def branch_specs(branches: BranchList) -> list[BranchSpec]:
+    return [
+        BranchSpec(
+            code=b.code,
+            name_en=b.name.en,
+            name_zh=b.name.zh,
+            region=b.region,
+            counters=tuple(CounterSpec(code=c.code, name_en=c.name.en, name_zh=c.name.zh) for c in b.counters),
+        )
+        for b in branches.branches
+    ]
+
+
+def open_database(settings: Settings) -> Database:
+    return Database(settings.database_url, connect_timeout=settings.database.connect_timeout)
+
+
+async def prepare_database(database: Database, settings: Settings, catalog: Catalog) -> None:
+    """Check the database answers, apply migrations when allowed, and bring branches in line with the file."""
+    await database.ping()
+    if settings.database.auto_upgrade:
+        await upgrade(database)
+    result = await sync_branches(database, branch_specs(catalog.branches))
+    log.info("branches synchronised from %s: %s", settings.files.branches, result)
+
+
+async def _database_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    database = open_database(settings)
+    try:
+        await prepare_database(database, settings, catalog)
+        app[DATABASE] = database
+        yield
+    finally:
+        await database.dispose()
+
+
+def create_app(settings: Settings, catalog: Catalog) -> web.Application:
+    """Build the application; resources open when it starts and close in reverse order when it stops."""
+    app = create_web_app(version=VERSION)
+    contexts: list[Callable[[web.Application], AsyncIterator[None]]] = [
+        partial(_database_context, settings, catalog),
+    ]
+    app.cleanup_ctx.extend(contexts)
+    return app

@@ -1,0 +1,184 @@
+"""The `closeloop` command line: run the server, manage the database, check the configuration."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from config.app import VERSION, Catalog, create_app, load_catalog, open_database
+from config.errors import ConfigError
+from config.settings import Settings, describe_settings, load_settings
+from store import StoreError, current_revision, head_revision, upgrade
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+class ServeError(Exception):
+    """The server could not start (the port is taken, the address is wrong)."""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, prog_name="closeloop")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    envvar="CLOSELOOP_CONFIG",
+    help="TOML settings file (environment variables CLOSELOOP_* override it).",
+)
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path | None) -> None:
+    """Closeloop: a self-hosted customer-feedback loop."""
+    environ = {k: v for k, v in os.environ.items() if k != "CLOSELOOP_CONFIG"}
+    settings = load_settings(environ, config_path)
+    _configure_logging(settings.log_level)
+    ctx.obj = settings
+
+
+@cli.command()
+@click.pass_obj
+def run(settings: Settings) -> None:
+    """Run the web server (web chat, console, API); Ctrl-C or SIGTERM stops it cleanly."""
+    catalog = load_catalog(settings)
+    asyncio.run(serve(settings, catalog))
+
+
+@cli.group()
+def db() -> None:
+    """Manage the database schema."""
+
+
+@db.command("upgrade")
+@click.pass_obj
+def db_upgrade(settings: Settings) -> None:
+    """Create or migrate every table to the newest schema (a no-op when already there)."""
+
+    async def _upgrade() -> tuple[str | None, str | None]:
+        database = open_database(settings)
+        try:
+            await database.ping()
+            before = await current_revision(database)
+            await upgrade(database)
+            return before, await current_revision(database)
+        finally:
+            await database.dispose()
+
+    before, after = asyncio.run(_upgrade())
+    if before == after:
+        click.echo(f"database already at revision {after}; nothing to do")
+    else:
+        click.echo(f"database upgraded from {before or 'empty'} to {after}")
+
+
+@db.command("current")
+@click.pass_obj
+def db_current(settings: Settings) -> None:
+    """Print the database's schema revision and the newest one this version knows."""
+
+    async def _current() -> str | None:
+        database = open_database(settings)
+        try:
+            return await current_revision(database)
+        finally:
+            await database.dispose()
+
+    click.echo(f"current: {asyncio.run(_current()) or 'empty'}\nhead: {head_revision()}")
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Inspect the configuration."""
+
+
+@config_group.command("check")
+@click.pass_obj
+def config_check(settings: Settings) -> None:
+    """Validate the settings and the operator files without starting anything."""
+    catalog = load_catalog(settings)
+    click.echo(
+        f"settings ok; {len(catalog.branches.branches)} branches, {len(catalog.survey.steps)} survey steps, "
+        f"{len(catalog.taxonomy.categories)} categories"
+    )
+
+
+@config_group.command("show")
+@click.pass_obj
+def config_show(settings: Settings) -> None:
+    """Print the effective settings (secrets masked) and every environment variable that sets them."""
+    click.echo(settings.model_dump_json(indent=2))
+    click.echo("\nEnvironment variables:")
+    for name, default, help_text in describe_settings():
+        click.echo(f"  {name:<32} {help_text}" + (f" [default: {default}]" if default else ""))
+
+
+async def serve(settings: Settings, catalog: Catalog) -> None:
+    """Run until SIGINT or SIGTERM, then close every resource in reverse order."""
+    app = create_app(settings, catalog)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServeError(
+                f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror or exc}"
+                " (is another closeloop or another server using this port? set CLOSELOOP_HTTP_PORT)"
+            ) from None
+        log.info("closeloop %s listening on http://%s:%d", VERSION, settings.http.host, settings.http.port)
+        if settings.telegram.token is None:
+            log.info("no Telegram token configured: web chat only")
+        await _wait_for_stop_signal()
+        log.info("stopping")
+    finally:
+        await runner.cleanup()
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code: 0 success, 2 bad input or settings, 1 an unexpected failure."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="closeloop", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.Abort:
+        return 1
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code
+    except (ConfigError, StoreError, ServeError) as exc:
+        click.echo(f"closeloop: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Metrics, flagged cases, improvement tickets, weekly digests and their delivery."""

@@ -1,0 +1,83 @@
+"""The organisation: branches and their counters, staff users, and the audit trail of what staff did."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, true
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from store.models.base import NOW, Base, JSONType, StrEnumType, utcnow
+from store.models.enums import ActorKind, ScopeKind, StaffRole
+
+
+class Branch(Base):
+    """A place customers visit; kept forever once created, because feedback refers to it."""
+
+    __tablename__ = "branches"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name_en: Mapped[str] = mapped_column(String(200))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    region: Mapped[str | None] = mapped_column(String(64), index=True)
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+    counters: Mapped[list[Counter]] = relationship(back_populates="branch", order_by="Counter.code")
+
+
+class Counter(Base):
+    """A desk or area inside a branch that a QR code can point at."""
+
+    __tablename__ = "counters"
+    __table_args__ = (UniqueConstraint("branch_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    code: Mapped[str] = mapped_column(String(32))
+    name_en: Mapped[str] = mapped_column(String(200))
+    name_zh: Mapped[str] = mapped_column(String(200))
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+
+    branch: Mapped[Branch] = relationship(back_populates="counters")
+
+
+class StaffUser(Base):
+    """A person who signs in to the console; scope limits which branches they see."""
+
+    __tablename__ = "staff_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[StaffRole] = mapped_column(StrEnumType(StaffRole))
+    scope_kind: Mapped[ScopeKind] = mapped_column(StrEnumType(ScopeKind))
+    # A branch code or region name; None when scope_kind is "all".
+    scope_value: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))  # argon2 encoded hash, never the password
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None]
+    is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    last_login_at: Mapped[datetime | None]
+
+
+class AuditEntry(Base):
+    """One staff, system or CLI action with the target's state before and after."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_target", "target_type", "target_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
+    actor_kind: Mapped[ActorKind] = mapped_column(StrEnumType(ActorKind))
+    # No foreign key on purpose: the trail must outlive any change to the users table.
+    actor_id: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    remote_addr: Mapped[str | None] = mapped_column(String(45))  # fits an IPv6 address
