@@ -89,6 +89,7 @@ def db_current(settings: Settings) -> None:
     async def _current() -> str | None:
         database = open_database(settings)
         try:
+            await database.ping()
             return await current_revision(database)
         finally:
             await database.dispose()
@@ -161,6 +162,8 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
     )
+    # Alembic narrates every migration context at INFO; store.migrate logs the one line that matters.
+    logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,7 +57,7 @@ async def upgrade(db: Database, revision: str = "head") -> None:
         await conn.run_sync(_run_upgrade, revision)
         after = await conn.run_sync(_read_revision)
     if before != after:
-        log.info("database %s migrated from %s to %s", db.target, before, after)
+        log.info("database %s migrated from %s to %s", db.target, before or "empty", after)
 
 
 def _read_revision(conn: Connection) -> str | None:
