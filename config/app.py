@@ -10,10 +10,11 @@ from importlib.metadata import version
 
 from aiohttp import web
 
+from bot.script import Survey
 from config.branches import BranchList, load_branches
+from config.files import parse_file
 from config.settings import Settings
-from config.survey import Survey, load_survey
-from config.taxonomy import Taxonomy, load_taxonomy
+from nlp.taxonomy import Taxonomy
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from web.app import create_web_app
 from web.keys import DATABASE
@@ -36,8 +37,8 @@ def load_catalog(settings: Settings) -> Catalog:
     """Read and validate every operator file; raises ConfigError naming the first wrong one."""
     return Catalog(
         branches=load_branches(settings.files.branches),
-        survey=load_survey(settings.files.survey),
-        taxonomy=load_taxonomy(settings.files.taxonomy),
+        survey=parse_file(Survey, settings.files.survey),
+        taxonomy=parse_file(Taxonomy, settings.files.taxonomy),
     )
 
 

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from config.files import Bilingual, Strict, parse_file, reject_duplicates
+from config.files import parse_file
+from nlp.taxonomy import Bilingual, Strict, reject_duplicates
 
-# A Telegram deep-link payload holds at most 64 characters of A-Za-z0-9_-; "<branch>-<counter>" must fit.
-CODE = r"^[A-Za-z0-9_]{1,30}$"
+# A Telegram deep-link payload holds at most 64 characters of A-Za-z0-9_-; "<branch>-<counter>" must fit,
+# and so must a consent button's data, which carries the payload too.
+CODE = r"^[A-Za-z0-9_]{1,24}$"
 
 
 class CounterEntry(Strict):

@@ -3,35 +3,14 @@
 from __future__ import annotations
 
 import tomllib
-from collections import Counter
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 
 from config.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-class Strict(BaseModel):
-    """A file section: unknown keys are errors (a typo must not be silently ignored)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Bilingual(Strict):
-    en: str = Field(min_length=1)
-    zh: str = Field(min_length=1)
-
-    def get(self, language: str) -> str:
-        return self.zh if language == "zh" else self.en
-
-
-def reject_duplicates(what: str, values: list[str]) -> None:
-    repeated = sorted(value for value, count in Counter(values).items() if count > 1)
-    if repeated:
-        raise ValueError(f"duplicate {what}: {', '.join(repeated)}")
 
 
 def read_toml(path: Path) -> dict[str, Any]:

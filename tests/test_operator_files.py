@@ -4,11 +4,21 @@ from pathlib import Path
 
 import pytest
 
+from bot.script import Survey
 from config.branches import load_branches
 from config.errors import ConfigError
+from config.files import parse_file
 from config.settings import PACKAGE_DIR
-from config.survey import load_survey
-from config.taxonomy import load_taxonomy
+from nlp.taxonomy import Taxonomy
+
+
+def load_survey(path: Path) -> Survey:
+    return parse_file(Survey, path)
+
+
+def load_taxonomy(path: Path) -> Taxonomy:
+    return parse_file(Taxonomy, path)
+
 
 CATEGORY = """
 [[categories]]
@@ -80,8 +90,14 @@ def test_category_without_examples_is_rejected(tmp_path):
 
 
 def test_survey_step_pointing_nowhere_is_rejected(tmp_path):
-    text = 'start = "a"\n[[steps]]\nid = "a"\ntype = "text"\ntext = { en = "Hi", zh = "你好" }\nnext = "b"\n'
+    text = 'start = "a"\n[[steps]]\nid = "a"\ntype = "yes_no"\ntext = { en = "OK?", zh = "好吗？" }\nnext = "b"\n'
     with pytest.raises(ConfigError, match="step 'a' goes to 'b', which is not a step"):
+        load_survey(write(tmp_path, text))
+
+
+def test_survey_must_start_by_asking_for_consent(tmp_path):
+    text = 'start = "a"\n[[steps]]\nid = "a"\ntype = "text"\ntext = { en = "Hi", zh = "你好" }\n'
+    with pytest.raises(ConfigError, match="start step 'a' must be a yes_no step: it asks for consent"):
         load_survey(write(tmp_path, text))
 
 

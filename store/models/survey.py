@@ -109,6 +109,8 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)  # already masked: no phone numbers, cards or names
     callback_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
     contact_phone: Mapped[str | None] = mapped_column(String(32))  # only when shared for a callback
+    # The category the customer picked in the adaptive follow-up, when it was asked.
+    customer_category: Mapped[str | None] = mapped_column(String(32))
     analysis_status: Mapped[AnalysisStatus] = mapped_column(StrEnumType(AnalysisStatus), default=AnalysisStatus.PENDING)
     analysis_attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     analysis_error: Mapped[str | None] = mapped_column(Text)

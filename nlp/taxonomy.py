@@ -1,14 +1,36 @@
-"""The complaint taxonomy: categories (English and Chinese names, description, examples) and their owners."""
+"""The complaint taxonomy: categories (English and Chinese names, description, examples) and their owners.
+
+Plain validated data; config/ reads the operator's file into it, and every part that needs categories uses it.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections import Counter
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from config.files import Bilingual, Strict, parse_file, reject_duplicates
+# Short enough that "a|<conversation>|<step>|<option>" fits Telegram's 64-byte button data.
+IDENTIFIER = r"^[a-z][a-z0-9_]{0,23}$"
 
-IDENTIFIER = r"^[a-z][a-z0-9_]{0,47}$"
+
+class Strict(BaseModel):
+    """A file section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bilingual(Strict):
+    en: str = Field(min_length=1)
+    zh: str = Field(min_length=1)
+
+    def get(self, language: str) -> str:
+        return self.zh if language == "zh" else self.en
+
+
+def reject_duplicates(what: str, values: list[str]) -> None:
+    repeated = sorted(value for value, count in Counter(values).items() if count > 1)
+    if repeated:
+        raise ValueError(f"duplicate {what}: {', '.join(repeated)}")
 
 
 class Examples(Strict):
@@ -53,7 +75,3 @@ class Taxonomy(Strict):
 
     def category(self, category_id: str) -> Category:
         return next(c for c in self.categories if c.id == category_id)
-
-
-def load_taxonomy(path: Path) -> Taxonomy:
-    return parse_file(Taxonomy, path)

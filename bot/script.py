@@ -1,14 +1,15 @@
-"""The survey script: the steps of the conversation, their question types, texts and branching."""
+"""The survey script: the steps of the conversation, their question types, texts and branching.
+
+Operators write it as TOML (config/survey.toml); config/ validates the file into these models.
+"""
 
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from config.files import Bilingual, Strict, parse_file, reject_duplicates
-from config.taxonomy import IDENTIFIER
+from nlp.taxonomy import IDENTIFIER, Bilingual, Strict, reject_duplicates
 
 
 class StepType(StrEnum):
@@ -18,6 +19,7 @@ class StepType(StrEnum):
     YES_NO = "yes_no"
     CONTACT = "contact"
     MESSAGE = "message"
+    FOLLOWUP = "followup"  # asks which category the latest comment is about, only when that adds information
 
 
 class Scale(StrEnum):
@@ -35,9 +37,13 @@ class Option(Strict):
 
 
 class Branch(Strict):
-    """Go to `goto` when the answer is within [min, max] (ratings) or equals `equals` (choices, yes/no)."""
+    """Go to `goto` when an answer is within [min, max] (ratings) or equals `equals` (choices, yes/no).
+
+    The answer tested is this step's, or that of the step named in `step`.
+    """
 
     goto: str
+    step: str | None = None
     min: int | None = None
     max: int | None = None
     equals: str | None = None
@@ -85,15 +91,16 @@ class Survey(Strict):
         known = set(ids)
         if self.start not in known:
             raise ValueError(f"start step {self.start!r} is not among the steps")
+        if self.step(self.start).type is not StepType.YES_NO:
+            raise ValueError(f"start step {self.start!r} must be a yes_no step: it asks for consent")
         for step in self.steps:
             for target in step.targets():
                 if target not in known:
                     raise ValueError(f"step {step.id!r} goes to {target!r}, which is not a step")
+            for branch in step.branches:
+                if branch.step is not None and branch.step not in known:
+                    raise ValueError(f"a branch of step {step.id!r} tests step {branch.step!r}, which is not a step")
         return self
 
     def step(self, step_id: str) -> Step:
         return next(s for s in self.steps if s.id == step_id)
-
-
-def load_survey(path: Path) -> Survey:
-    return parse_file(Survey, path)
