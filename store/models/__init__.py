@@ -20,7 +20,7 @@ from store.models.enums import (
 )
 from store.models.followup import Case, CaseEvent, Ticket, TicketEvent, TicketEvidence
 from store.models.org import AuditEntry, Branch, Counter, StaffUser
-from store.models.survey import Answer, Conversation, Feedback, InboundEvent, Respondent
+from store.models.survey import Answer, Conversation, Feedback, InboundEvent, Respondent, SurveyStart
 
 __all__ = [
     "ActorKind",
@@ -54,6 +54,7 @@ __all__ = [
     "Subscription",
     "SubscriptionPurpose",
     "SurveyChannel",
+    "SurveyStart",
     "Ticket",
     "TicketEvent",
     "TicketEvidence",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false
+from sqlalchemy import Date, ForeignKey, Index, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from store.models.base import NOW, Base, JSONType, StrEnumType, utcnow
@@ -81,7 +81,7 @@ class Answer(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
     step: Mapped[str] = mapped_column(String(64))
-    value: Mapped[Any] = mapped_column(JSONType)
+    value: Mapped[Any | None] = mapped_column(JSONType)  # NULL: the step was skipped or not needed
     answered_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 
     conversation: Mapped[Conversation] = relationship(back_populates="answers")
@@ -116,3 +116,20 @@ class Feedback(Base):
     analysis_error: Mapped[str | None] = mapped_column(Text)
     next_analysis_at: Mapped[datetime | None]
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+
+
+class SurveyStart(Base):
+    """How many times a branch's link was opened on a day: the denominator of the completion rate.
+
+    Anonymous on purpose: a start happens before consent, so nothing about the person is kept.
+    """
+
+    __tablename__ = "survey_starts"
+    __table_args__ = (UniqueConstraint("branch_id", "counter_code", "channel", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
+    counter_code: Mapped[str] = mapped_column(String(32), default="", server_default="")  # "" for the branch
+    channel: Mapped[SurveyChannel] = mapped_column(StrEnumType(SurveyChannel))
+    day: Mapped[date] = mapped_column(Date)
+    count: Mapped[int] = mapped_column(default=0, server_default="0")

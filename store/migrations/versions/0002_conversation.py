@@ -1,0 +1,54 @@
+"""Conversation additions: skipped answers, the follow-up's customer category, anonymous daily survey starts.
+
+Revision ID: 0002
+Revises: 0001
+Create Date: 2026-11-24
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.dialects import postgresql
+
+revision: str = "0002"
+down_revision: str | Sequence[str] | None = "0001"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True, astext_type=sa.Text()), "postgresql")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("answers") as batch:
+        batch.alter_column("value", existing_type=JSON, nullable=True)
+    with op.batch_alter_table("feedback") as batch:
+        batch.add_column(sa.Column("customer_category", sa.String(length=32), nullable=True))
+    op.create_table(
+        "survey_starts",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("branch_id", sa.Integer(), nullable=False),
+        sa.Column("counter_code", sa.String(length=32), server_default="", nullable=False),
+        sa.Column("channel", sa.String(length=20), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("count", sa.Integer(), server_default="0", nullable=False),
+        sa.ForeignKeyConstraint(["branch_id"], ["branches.id"], name=op.f("fk_survey_starts_branch_id_branches")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_survey_starts")),
+        sa.UniqueConstraint(
+            "branch_id",
+            "counter_code",
+            "channel",
+            "day",
+            name=op.f("uq_survey_starts_branch_id_counter_code_channel_day"),
+        ),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("survey_starts")
+    with op.batch_alter_table("feedback") as batch:
+        batch.drop_column("customer_category")
+    with op.batch_alter_table("answers") as batch:
+        batch.alter_column("value", existing_type=JSON, nullable=False)
