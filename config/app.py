@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -10,6 +12,8 @@ from importlib.metadata import version
 
 from aiohttp import web
 
+from bot.channels.keys import ENGINE, PUBLIC_URL
+from bot.engine import Engine
 from bot.script import Survey
 from config.branches import BranchList, load_branches
 from config.files import parse_file
@@ -68,6 +72,30 @@ async def prepare_database(database: Database, settings: Settings, catalog: Cata
     log.info("branches synchronised from %s: %s", settings.files.branches, result)
 
 
+def load_salt(settings: Settings) -> bytes:
+    """The key customer ids are hashed with: from settings, else generated once and kept in the data dir.
+
+    Every process serving the same database must use the same key, or returning customers look new.
+    """
+    if settings.privacy.salt is not None:
+        return settings.privacy.salt.get_secret_value().encode()
+    path = settings.data_dir / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32).encode()
+    try:
+        # O_EXCL: when two processes start together, one writes and the other reads what it wrote.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_bytes()
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key)
+    return key
+
+
 async def _database_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
     database = open_database(settings)
     try:
@@ -78,11 +106,18 @@ async def _database_context(settings: Settings, catalog: Catalog, app: web.Appli
         await database.dispose()
 
 
+async def _engine_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    app[ENGINE] = Engine(app[DATABASE], catalog.survey, catalog.taxonomy, salt=load_salt(settings))
+    yield
+
+
 def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     """Build the application; resources open when it starts and close in reverse order when it stops."""
     app = create_web_app(version=VERSION)
+    app[PUBLIC_URL] = settings.public_url
     contexts: list[Callable[[web.Application], AsyncIterator[None]]] = [
         partial(_database_context, settings, catalog),
+        partial(_engine_context, settings, catalog),
     ]
     app.cleanup_ctx.extend(contexts)
     return app

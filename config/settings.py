@@ -44,6 +44,13 @@ class TelegramSettings(Section):
     api_url: str = Field("https://api.telegram.org/bot", description="Bot API base URL (ends in /bot)")
     webhook_url: str | None = Field(None, description="public HTTPS URL for webhook mode; empty means polling")
     webhook_secret: SecretStr | None = Field(None, description="secret token Telegram sends with each webhook")
+    username: str | None = Field(None, description="the bot's @username, for deep links in QR codes")
+
+
+class PrivacySettings(Section):
+    salt: SecretStr | None = Field(
+        None, description="key for hashing customer ids; default: generated once into DATA_DIR/secret.key"
+    )
 
 
 class FilesSettings(Section):
@@ -59,6 +66,7 @@ class Settings(Section):
     database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
+    privacy: PrivacySettings = PrivacySettings()
     files: FilesSettings = FilesSettings()
 
     @field_validator("timezone")

@@ -1,0 +1,1 @@
+"""The channels customers talk through: each turns its own updates into engine events and replies back."""
