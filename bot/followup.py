@@ -89,8 +89,8 @@ def decide_followup(comment: str, ranker: CategoryRanker, taxonomy: Taxonomy) ->
     ranked = sorted(ranker.rank(comment), key=lambda pair: -pair[1])
     is_short = _is_short(comment)
     top_score = ranked[0][1] if ranked else 0.0
-    second = ranked[1][1] if len(ranked) > 1 else 0.0
-    if not is_short and top_score >= 0.5 and top_score - second >= 0.15:
+    # Naming two problems is still specific: the aspects analysis will split them, the customer need not.
+    if not is_short and top_score >= 0.5:
         return FollowupDecision(ask=False, reason="specific")
     # The likely categories first, then the rest, so the customer can always find theirs.
     matched = [cid for cid, score in ranked if score > 0]

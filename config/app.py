@@ -13,6 +13,7 @@ from importlib.metadata import version
 from aiohttp import web
 
 from bot.channels.keys import ENGINE, PUBLIC_URL
+from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions, webhook_handler
 from bot.engine import Engine
 from bot.script import Survey
 from config.branches import BranchList, load_branches
@@ -26,6 +27,7 @@ from web.keys import DATABASE
 log = logging.getLogger(__name__)
 
 VERSION = version("closeloop")
+WEBHOOK_PATH = "/telegram/webhook"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +113,28 @@ async def _engine_context(settings: Settings, catalog: Catalog, app: web.Applica
     yield
 
 
+async def _telegram_context(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    telegram = settings.telegram
+    if telegram.token is None:
+        log.info("no Telegram token configured: web chat only")
+        yield
+        return
+    options = TelegramOptions(
+        token=telegram.token.get_secret_value(),
+        api_url=telegram.api_url,
+        webhook_url=telegram.webhook_url,
+        webhook_secret=telegram.webhook_secret.get_secret_value() if telegram.webhook_secret else None,
+        max_messages_per_second=telegram.max_messages_per_second,
+    )
+    channel = TelegramChannel(app[ENGINE], options)
+    await channel.start()
+    app[TELEGRAM] = channel
+    try:
+        yield
+    finally:
+        await channel.stop()
+
+
 def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     """Build the application; resources open when it starts and close in reverse order when it stops."""
     app = create_web_app(version=VERSION)
@@ -118,6 +142,8 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     contexts: list[Callable[[web.Application], AsyncIterator[None]]] = [
         partial(_database_context, settings, catalog),
         partial(_engine_context, settings, catalog),
+        partial(_telegram_context, settings),
     ]
+    app.router.add_post(WEBHOOK_PATH, webhook_handler)
     app.cleanup_ctx.extend(contexts)
     return app

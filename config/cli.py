@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from bot.channels.telegram import TelegramStartError
 from config.app import VERSION, Catalog, create_app, load_catalog, open_database
 from config.errors import ConfigError
 from config.settings import Settings, describe_settings, load_settings
@@ -138,8 +139,6 @@ async def serve(settings: Settings, catalog: Catalog) -> None:
                 " (is another closeloop or another server using this port? set CLOSELOOP_HTTP_PORT)"
             ) from None
         log.info("closeloop %s listening on http://%s:%d", VERSION, settings.http.host, settings.http.port)
-        if settings.telegram.token is None:
-            log.info("no Telegram token configured: web chat only")
         await _wait_for_stop_signal()
         log.info("stopping")
     finally:
@@ -177,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code
-    except (ConfigError, StoreError, ServeError) as exc:
+    except (ConfigError, StoreError, ServeError, TelegramStartError) as exc:
         click.echo(f"closeloop: {exc}", err=True)
         return EXIT_BAD_INPUT
     return EXIT_OK

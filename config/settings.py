@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from config.errors import ConfigError
 from config.files import read_toml
@@ -45,6 +46,22 @@ class TelegramSettings(Section):
     webhook_url: str | None = Field(None, description="public HTTPS URL for webhook mode; empty means polling")
     webhook_secret: SecretStr | None = Field(None, description="secret token Telegram sends with each webhook")
     username: str | None = Field(None, description="the bot's @username, for deep links in QR codes")
+    max_messages_per_second: float = Field(
+        30.0, ge=0, description="outgoing rate limit (Telegram allows about 30/s per bot); 0 turns it off"
+    )
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _telegram_accepts_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> TelegramSettings:
+        if self.webhook_url and self.webhook_secret is None:
+            raise ValueError("webhook mode needs webhook_secret (CLOSELOOP_TELEGRAM_WEBHOOK_SECRET)")
+        return self
 
 
 class PrivacySettings(Section):
