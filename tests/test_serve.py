@@ -2,76 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
-from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
+from support.server import CLOSELOOP, free_port, get_health, server_env, start, stop, wait_healthy
 
 from store import Database
 from store.models import Branch
-
-CLOSELOOP = str(Path(sys.executable).parent / "closeloop")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def server_env(tmp_path: Path, port: int, database_url: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")}
-    env |= {"CLOSELOOP_HTTP_PORT": str(port), "CLOSELOOP_DATA_DIR": str(tmp_path / "data"), "NO_PROXY": "127.0.0.1"}
-    if database_url:
-        env["CLOSELOOP_DATABASE_URL"] = database_url
-    return env
-
-
-def get_health(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
-
-
-def wait_healthy(process: subprocess.Popen, port: int, within: float = 10.0) -> dict:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            status, body = get_health(port)
-        except OSError:
-            time.sleep(0.1)
-            continue
-        assert status == 200
-        return body
-    pytest.fail(f"/healthz did not answer within {within} s")
-
-
-def start(env: dict[str, str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([CLOSELOOP, "run"], env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
-
-
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> str:
-    process.send_signal(sig)
-    try:
-        _, err = process.communicate(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        pytest.fail("server did not stop within 15 s")
-    assert process.returncode == 0, err
-    return err
 
 
 def test_run_on_embedded_defaults_answers_healthz(tmp_path):
