@@ -124,6 +124,52 @@ def config_show(settings: Settings) -> None:
         click.echo(f"  {name:<32} {help_text}" + (f" [default: {default}]" if default else ""))
 
 
+@cli.command()
+@click.argument("branch")
+@click.option("--counter", help="A counter code of the branch: the codes then lead to that counter.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(),
+    show_default="the current directory",
+    help="Directory for BRANCH[-COUNTER].png and .svg (created when missing).",
+)
+@click.pass_obj
+def qr(settings: Settings, branch: str, counter: str | None, out_dir: Path) -> None:
+    """Write a printable sheet (PNG and SVG) with the Telegram and web-chat QR codes of a branch or counter."""
+    # Imported here so that Pillow and segno load for this command only, not at every start of the server.
+    from bot import qr as sheets
+
+    branches = load_catalog(settings).branches.branches
+    entry = next((b for b in branches if b.code == branch), None)
+    if entry is None:
+        raise click.UsageError(f"unknown branch {branch!r} (known: {', '.join(b.code for b in branches)})")
+    place = next((c for c in entry.counters if c.code == counter), None)
+    if counter is not None and place is None:
+        known = f"its counters: {', '.join(c.code for c in entry.counters)}" if entry.counters else "it has none"
+        raise click.UsageError(f"unknown counter {counter!r} in branch {entry.code} ({known})")
+    codes = [sheets.Code(sheets.WEBCHAT_CAPTION, sheets.webchat_url(settings.public_url, entry.code, counter))]
+    if settings.telegram.username:
+        link = sheets.telegram_link(settings.telegram.username, sheets.deep_link_payload(entry.code, counter))
+        codes.insert(0, sheets.Code(sheets.TELEGRAM_CAPTION, link))
+    sheet = sheets.Sheet(
+        title=sheets.Label(entry.name.en, entry.name.zh),
+        subtitle=sheets.Label(place.name.en, place.name.zh) if place else None,
+        codes=tuple(codes),
+    )
+    stem = out_dir / (f"{entry.code}-{counter}" if counter else entry.code)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        stem.with_suffix(".png").write_bytes(sheets.render_png(sheet))
+        stem.with_suffix(".svg").write_text(sheets.render_svg(sheet), encoding="utf-8")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write into {out_dir}: {exc.strerror or exc}", param_hint="'--out'") from None
+    click.echo(f"wrote {stem}.png and {stem}.svg")
+    if not settings.telegram.username:
+        click.echo("closeloop: no Telegram username (CLOSELOOP_TELEGRAM_USERNAME): web-chat code only", err=True)
+
+
 async def serve(settings: Settings, catalog: Catalog) -> None:
     """Run until SIGINT or SIGTERM, then close every resource in reverse order."""
     app = create_app(settings, catalog)
