@@ -36,6 +36,7 @@ from store.models import Conversation, ConversationStatus, Respondent, utcnow
 log = logging.getLogger(__name__)
 
 RETRIES = 3
+PLACE_CACHE_SECONDS = 60.0
 
 
 class ConversationUnavailableError(Exception):
@@ -88,6 +89,7 @@ class Engine:
         self._ttl = conversation_ttl
         # One customer's events run one at a time in this process; PostgreSQL row locks cover other processes.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._places: dict[str, tuple[float, records.Place | None]] = {}
 
     async def handle(self, event: Incoming) -> list[Reply]:
         """Handle one event and return the replies to send, after its effects are committed."""
@@ -103,6 +105,30 @@ class Engine:
             replies = await self._with_retries(event)
         log.info("%s event %s handled in %.1fms", event.channel, event.kind, (time.perf_counter() - started) * 1000)
         return replies
+
+    async def accept(self, channel: str, event_id: str, payload: dict[str, Any]) -> bool:
+        """Store a received event to handle right after; False for one received before (a redelivery)."""
+        try:
+            async with self._db.writing(), self._db.sessions() as session, session.begin():
+                return await records.accept_event(session, channel, event_id, payload)
+        except SQLAlchemyError as exc:
+            raise ConversationUnavailableError("the database is unavailable") from exc
+
+    async def discard(self, channel: str, event_id: str) -> None:
+        """Mark a stored event handled without a conversation (a group message, an unreadable update)."""
+        try:
+            async with self._db.writing(), self._db.sessions() as session, session.begin():
+                await records.claim_event(session, channel, event_id, self._clock())
+        except SQLAlchemyError as exc:
+            raise ConversationUnavailableError("the database is unavailable") from exc
+
+    async def unhandled(self, channel: str, *, older_than: timedelta, limit: int = 500) -> list[tuple[str, Any]]:
+        """Events stored but never handled (the process stopped in between): (event id, payload), oldest first."""
+        try:
+            async with self._db.sessions() as session:
+                return await records.unhandled_events(session, channel, self._clock() - older_than, limit)
+        except SQLAlchemyError as exc:
+            raise ConversationUnavailableError("the database is unavailable") from exc
 
     async def view(self, channel: str, user: str, *, language_hint: str | None = None) -> View:
         """Read the conversation so far and the current question, changing nothing."""
@@ -124,7 +150,7 @@ class Engine:
         language = _hint_language(Incoming("", "", Kind.TEXT, language=language_hint))
         try:
             async with self._db.sessions() as session, session.begin():
-                place = await records.resolve_payload(session, payload)
+                place = await self._resolve(session, payload)
                 if place is None:
                     return None
                 if count_start:
@@ -136,8 +162,10 @@ class Engine:
     async def _with_retries(self, event: Incoming) -> list[Reply]:
         for attempt in range(1, RETRIES + 1):
             try:
-                async with self._db.sessions() as session, session.begin():
-                    if event.event_id and not await records.claim_event(session, event.channel, event.event_id):
+                async with self._db.writing(), self._db.sessions() as session, session.begin():
+                    if event.event_id and not await records.claim_event(
+                        session, event.channel, event.event_id, self._clock()
+                    ):
                         return []
                     turn = await self._begin(session, event)
                     return await self._dispatch(turn)
@@ -152,8 +180,12 @@ class Engine:
     async def _begin(self, session: AsyncSession, event: Incoming) -> Turn:
         now = self._clock()
         user_hash = records.hash_user(self._salt, event.channel, event.user)
-        respondent = await records.find_respondent(session, event.channel, user_hash)
-        conversation = await records.active_conversation(session, respondent)
+        # Most events belong to an active conversation: one query finds (and locks) it with its respondent.
+        conversation = await records.active_conversation(session, event.channel, user_hash)
+        if conversation is not None:
+            respondent = await session.get(Respondent, conversation.respondent_id)
+        else:
+            respondent = await records.find_respondent(session, event.channel, user_hash)
         if conversation is not None and conversation.updated_at < now - self._ttl:
             conversation.status = ConversationStatus.EXPIRED
             conversation = None
@@ -207,7 +239,7 @@ class Engine:
             choices = [Button(getattr(b, name), buttons.pick_branch(b.code)) for b in branches]
             rows = tuple(tuple(choices[i : i + 2]) for i in range(0, len(choices), 2))
             return [Reply(text("choose_branch", turn.language), buttons=rows, expects="buttons")]
-        place = await records.resolve_payload(turn.session, payload)
+        place = await self._resolve(turn.session, payload)
         if place is None:
             return [Reply(text("unknown_branch", turn.language))]
         if await self._responded_recently(turn, place.branch.id):
@@ -250,7 +282,7 @@ class Engine:
             # Nothing is stored without consent: not the customer, not the answer, not the branch.
             declined = self._next_step_id(start, {start.id: False})
             return [Reply(self.survey.step(declined).text.get(turn.language))] if declined else []
-        place = await records.resolve_payload(turn.session, consent.payload)
+        place = await self._resolve(turn.session, consent.payload)
         if place is None:
             return [Reply(text("unknown_branch", turn.language))]
         if await self._responded_recently(turn, place.branch.id):
@@ -270,7 +302,7 @@ class Engine:
         turn.session.add(conversation)
         await turn.session.flush()
         turn.conversation = conversation
-        await records.save_answer(turn.session, conversation, start.id, True, turn.now)
+        await self._save_answer(turn, start.id, True)
         return await self._advance(turn, start)
 
     async def _consenting_respondent(self, turn: Turn) -> Respondent:
@@ -292,7 +324,7 @@ class Engine:
         result = interpret(step, turn.event, language=turn.language, offered=offered)
         if not isinstance(result, Accepted):
             return self._with_current_prompt(turn, result.notice or text("bad_button", turn.language))
-        await records.save_answer(turn.session, conversation, step.id, result.value, turn.now)
+        await self._save_answer(turn, step.id, result.value)
         replies = [Reply(notice) for notice in result.notices] + await self._advance(turn, step)
         if step.type is StepType.CONTACT and replies:
             replies[0] = dataclasses.replace(replies[0], clear_keyboard=True)
@@ -302,7 +334,7 @@ class Engine:
         """Move past `step`: say any message steps on the way, stop at the next question or finish."""
         conversation = turn.conversation
         assert conversation is not None
-        answers = await records.answers_of(turn.session, conversation.id)
+        answers = dict(conversation.state.get("answers", {}))
         replies: list[Reply] = []
         next_id = self._next_step_id(step, answers)
         while next_id is not None:
@@ -316,8 +348,8 @@ class Engine:
             if current.type is StepType.FOLLOWUP:
                 decision = decide_followup(_latest_comment(self.survey, answers), self._ranker, self.taxonomy)
                 if not decision.ask:
+                    await self._save_answer(turn, current.id, None)
                     answers[current.id] = None
-                    await records.save_answer(turn.session, conversation, current.id, None, turn.now)
                     next_id = self._next_step_id(current, answers)
                     continue
                 conversation.state = {**conversation.state, "offered": list(decision.offered)}
@@ -325,6 +357,14 @@ class Engine:
             return replies
         await self._complete(turn, answers)
         return replies
+
+    async def _save_answer(self, turn: Turn, step_id: str, value: Any) -> None:
+        """Write the answer row and keep a copy in the conversation's state, which branching reads."""
+        conversation = turn.conversation
+        assert conversation is not None
+        await records.save_answer(turn.session, conversation, step_id, value, turn.now)
+        answers = {**conversation.state.get("answers", {}), step_id: value}
+        conversation.state = {**conversation.state, "answers": answers}
 
     def _next_step_id(self, step: Step, answers: dict[str, Any]) -> str | None:
         for branch in step.branches:
@@ -347,7 +387,7 @@ class Engine:
         replies = [Reply(text("language_set", turn.language))]
         if turn.conversation is not None:
             replies.append(self._current_prompt(turn))
-        elif choice.payload and await records.resolve_payload(turn.session, choice.payload):
+        elif choice.payload and await self._resolve(turn.session, choice.payload):
             replies.append(self._consent_prompt(choice.payload, turn.language))
         return replies
 
@@ -384,6 +424,17 @@ class Engine:
         return self.survey.repeat_window_days > 0 and await records.responded_recently(
             turn.session, turn.respondent, branch_id, since
         )
+
+    async def _resolve(self, session: AsyncSession, payload: str) -> records.Place | None:
+        """Look a deep-link payload up, remembering the answer for a minute (branches change at restarts)."""
+        cached = self._places.get(payload)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        place = await records.resolve_payload(session, payload)
+        if len(self._places) > 10_000:
+            self._places.clear()  # forged payloads must not grow this without bound
+        self._places[payload] = (time.monotonic() + PLACE_CACHE_SECONDS, place)
+        return place
 
     def _consent_prompt(self, payload: str, language: str) -> Reply:
         start = self.survey.step(self.survey.start)

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy import delete, exists, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.script import StepType, Survey
@@ -27,6 +26,7 @@ from store.models import (
     InboundEvent,
     Respondent,
     SurveyStart,
+    utcnow,
 )
 
 
@@ -35,19 +35,63 @@ def hash_user(salt: bytes, channel: str, user: str) -> str:
     return hmac.new(salt, f"{channel}:{user}".encode(), hashlib.sha256).hexdigest()
 
 
-async def claim_event(session: AsyncSession, channel: str, event_id: str) -> bool:
-    """Record the event as handled; False when it was already (a redelivery)."""
-    seen = await session.scalar(
-        select(exists().where(InboundEvent.channel == channel, InboundEvent.external_id == event_id))
+def _insert(session: AsyncSession):
+    return postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
+
+
+async def accept_event(session: AsyncSession, channel: str, event_id: str, payload: dict[str, Any]) -> bool:
+    """Store a received update to handle next; False when it was received before (a redelivery)."""
+    statement = (
+        _insert(session)(InboundEvent)
+        .values(channel=channel, external_id=event_id, payload=payload, received_at=utcnow())
+        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+        .returning(InboundEvent.id)
     )
-    if seen:
-        return False
-    try:
-        async with session.begin_nested():
-            session.add(InboundEvent(channel=channel, external_id=event_id))
-    except IntegrityError:
-        return False  # another process claimed it between our check and our insert
-    return True
+    return (await session.execute(statement)).scalar() is not None
+
+
+async def claim_event(session: AsyncSession, channel: str, event_id: str, now: datetime) -> bool:
+    """Mark the event handled in this transaction; False when it already was.
+
+    An event stored by accept_event is claimed by setting handled_at; one that arrives directly (polling, a
+    web form) is claimed by inserting it handled. On PostgreSQL a second process claiming the same row waits
+    for the first to commit and then finds it handled.
+    """
+    claimed = await session.execute(
+        update(InboundEvent)
+        .where(
+            InboundEvent.channel == channel,
+            InboundEvent.external_id == event_id,
+            InboundEvent.handled_at.is_(None),
+        )
+        .values(handled_at=now, payload=None)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount == 1:
+        return True
+    inserted = await session.execute(
+        _insert(session)(InboundEvent)
+        .values(channel=channel, external_id=event_id, handled_at=now, received_at=now)
+        .on_conflict_do_nothing(index_elements=["channel", "external_id"])
+        .returning(InboundEvent.id)
+    )
+    return inserted.scalar() is not None
+
+
+async def unhandled_events(session: AsyncSession, channel: str, received_before: datetime, limit: int) -> list:
+    """Stored updates nobody handled (a crash between storing and handling), oldest first."""
+    rows = await session.execute(
+        select(InboundEvent.external_id, InboundEvent.payload)
+        .where(
+            InboundEvent.channel == channel,
+            InboundEvent.handled_at.is_(None),
+            InboundEvent.received_at < received_before,
+            InboundEvent.payload.is_not(None),
+        )
+        .order_by(InboundEvent.id)
+        .limit(limit)
+    )
+    return [(external_id, payload) for external_id, payload in rows]
 
 
 async def find_respondent(session: AsyncSession, channel: str, user_hash: str) -> Respondent | None:
@@ -56,16 +100,19 @@ async def find_respondent(session: AsyncSession, channel: str, user_hash: str) -
     )
 
 
-async def active_conversation(session: AsyncSession, respondent: Respondent | None) -> Conversation | None:
-    """The customer's active conversation, locked for this transaction on PostgreSQL."""
-    if respondent is None:
-        return None
+async def active_conversation(session: AsyncSession, channel: str, user_hash: str) -> Conversation | None:
+    """The customer's active conversation, locked for this transaction on PostgreSQL, in one query."""
     query = (
         select(Conversation)
-        .where(Conversation.respondent_id == respondent.id, Conversation.status == ConversationStatus.ACTIVE)
+        .join(Respondent, Respondent.id == Conversation.respondent_id)
+        .where(
+            Respondent.channel == channel,
+            Respondent.user_hash == user_hash,
+            Conversation.status == ConversationStatus.ACTIVE,
+        )
         .order_by(Conversation.id.desc())
         .limit(1)
-        .with_for_update()
+        .with_for_update(of=Conversation)
     )
     return await session.scalar(query)
 
@@ -120,15 +167,15 @@ async def responded_recently(
 
 
 async def save_answer(session: AsyncSession, conversation: Conversation, step: str, value: Any, now: datetime) -> None:
-    """Write the step's answer, replacing an earlier one for the same step."""
-    existing = await session.scalar(
-        select(Answer).where(Answer.conversation_id == conversation.id, Answer.step == step)
+    """Write the step's answer, replacing an earlier one for the same step (one statement, an upsert)."""
+    statement = _insert(session)(Answer).values(
+        conversation_id=conversation.id, step=step, value=value, answered_at=now
     )
-    if existing is None:
-        session.add(Answer(conversation_id=conversation.id, step=step, value=value, answered_at=now))
-    else:
-        existing.value = value
-        existing.answered_at = now
+    statement = statement.on_conflict_do_update(
+        index_elements=["conversation_id", "step"],
+        set_={"value": statement.excluded.value, "answered_at": statement.excluded.answered_at},
+    )
+    await session.execute(statement)
 
 
 async def answers_of(session: AsyncSession, conversation_id: int) -> dict[str, Any]:
@@ -186,8 +233,7 @@ def window_start(now: datetime, days: int) -> datetime:
 
 async def count_start(session: AsyncSession, place: Place, channel: str, now: datetime) -> None:
     """Add one to today's anonymous start count for the place (an upsert, safe under concurrency)."""
-    insert = postgresql_insert if session.bind.dialect.name == "postgresql" else sqlite_insert
-    statement = insert(SurveyStart).values(
+    statement = _insert(session)(SurveyStart).values(
         branch_id=place.branch.id,
         counter_code=place.counter.code if place.counter else "",
         channel=channel,

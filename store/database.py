@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from contextlib import AbstractAsyncContextManager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -70,6 +72,13 @@ class Database:
         if self.dialect == "sqlite":
             _prepare_sqlite(self.engine, parsed.database)
         self.sessions: async_sessionmaker[AsyncSession] = async_sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite takes one writer at a time and answers a second with "database is locked" rather than a queue;
+        # writers in this process queue here instead. PostgreSQL needs no such thing.
+        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+
+    def writing(self) -> AbstractAsyncContextManager[object]:
+        """Hold this around a write transaction: a queue of writers on SQLite, nothing on PostgreSQL."""
+        return self._write_lock if self._write_lock is not None else contextlib.nullcontext()
 
     def __repr__(self) -> str:
         return f"Database({self.target})"

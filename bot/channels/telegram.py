@@ -1,15 +1,21 @@
 """Telegram through python-telegram-bot: updates become engine events, replies become messages.
 
-Polling and webhook modes share one path. In webhook mode the update is stored before Telegram gets its 200,
-and a database failure answers 503 so Telegram delivers it again; the replies go out right after the 200.
+Polling and webhook modes share one path. In webhook mode an update is stored (one INSERT) before Telegram
+gets its 200, then handled by a worker lane chosen by the customer, so one customer's updates keep their order
+while different customers' run side by side. A database failure answers 503 so Telegram delivers it again; an
+update stored but not handled (the process stopped) is found by a sweep and handled then.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
 from aiohttp import web
 from telegram import (
@@ -57,6 +63,8 @@ class TelegramOptions:
     webhook_secret: str | None = None
     max_messages_per_second: float = 30.0  # Telegram's own limit for one bot; 0 turns the limiter off
     concurrent_updates: int = 64
+    lanes: int = 8  # webhook workers; few on SQLite (one writer), more on PostgreSQL
+    sweep_seconds: float = 5.0  # how often to look for stored updates nobody handled
 
 
 class TelegramStartError(Exception):
@@ -70,6 +78,9 @@ class TelegramChannel:
         self.application = _build_application(options)
         self.application.add_handler(TypeHandler(Update, self._on_polled_update))
         self.application.add_error_handler(_log_error)
+        self._lanes: list[asyncio.Queue[tuple[str, dict[str, Any]]]] = []
+        self._queued: set[str] = set()
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def is_webhook(self) -> bool:
@@ -92,12 +103,26 @@ class TelegramChannel:
             await application.bot.delete_webhook()
             await application.updater.start_polling(allowed_updates=ALLOWED_UPDATES, poll_interval=0)
         await application.start()
+        if self.is_webhook:
+            self._lanes = [asyncio.Queue() for _ in range(self.options.lanes)]
+            self._tasks = [
+                asyncio.create_task(self._work(lane), name=f"telegram-lane-{i}") for i, lane in enumerate(self._lanes)
+            ]
+            self._tasks.append(asyncio.create_task(self._sweep(), name="telegram-sweep"))
         await self._publish_commands()
         log.info("telegram: @%s in %s mode", application.bot.username, "webhook" if self.is_webhook else "polling")
 
     async def stop(self) -> None:
         """Stop fetching, finish what is in flight (replies included), and close the connections."""
         application = self.application
+        if self._lanes:
+            # Let the lanes finish what they hold; anything left is stored and picked up at the next start.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(5):
+                    await asyncio.gather(*(lane.join() for lane in self._lanes))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if application.updater is not None and application.updater.running:
             await application.updater.stop()
         if application.running:
@@ -105,22 +130,64 @@ class TelegramChannel:
         await application.shutdown()
 
     async def handle_webhook(self, request: web.Request) -> web.Response:
-        """Receive one update; 200 once it is stored, 403 without the right secret, 503 when storage failed."""
+        """Receive one update: 200 once it is stored, 403 without the right secret, 503 when storing failed."""
         secret = self.options.webhook_secret or ""
         if not hmac.compare_digest(request.headers.get(SECRET_HEADER, "").encode(), secret.encode()):
             raise web.HTTPForbidden(text="wrong or missing secret token")
         try:
-            update = Update.de_json(await request.json(), self.application.bot)
+            payload = await request.json()
+            event_id = str(int(payload["update_id"]))
         except (ValueError, TypeError, KeyError) as exc:
             raise web.HTTPBadRequest(text="not a Telegram update") from exc
         try:
-            outgoing = await self._dispatch(update)
+            is_new = await self._engine.accept(CHANNEL, event_id, payload)
         except ConversationUnavailableError:
-            log.warning("telegram: update %s not stored; asking Telegram to deliver it again", update.update_id)
+            log.warning("telegram: update %s not stored; asking Telegram to deliver it again", event_id)
             raise web.HTTPServiceUnavailable(text="storage unavailable, retry later") from None
-        if outgoing:
-            self.application.create_task(self._send_all(*outgoing), name=f"replies-{update.update_id}")
+        if is_new:
+            self._enqueue(event_id, payload)
         return web.Response(text="ok")
+
+    def _enqueue(self, event_id: str, payload: dict[str, Any]) -> None:
+        if event_id in self._queued:
+            return
+        self._queued.add(event_id)
+        self._lanes[hash(_sender_of(payload)) % len(self._lanes)].put_nowait((event_id, payload))
+
+    async def _work(self, lane: asyncio.Queue[tuple[str, dict[str, Any]]]) -> None:
+        while True:
+            event_id, payload = await lane.get()
+            try:
+                await self._handle_stored(event_id, payload)
+            except ConversationUnavailableError:
+                log.warning("telegram: update %s not handled yet (database unavailable); the sweep retries", event_id)
+            except Exception:
+                # A lane must outlive any one update; the update is logged and set aside, never retried forever.
+                log.exception("telegram: update %s could not be handled", event_id)
+                with contextlib.suppress(ConversationUnavailableError):
+                    await self._engine.discard(CHANNEL, event_id)
+            finally:
+                self._queued.discard(event_id)
+                lane.task_done()
+
+    async def _handle_stored(self, event_id: str, payload: dict[str, Any]) -> None:
+        update = Update.de_json(payload, self.application.bot)
+        outgoing = await self._dispatch(update)
+        if outgoing is None:
+            await self._engine.discard(CHANNEL, event_id)
+        elif outgoing[1]:
+            await self._send_all(*outgoing)
+
+    async def _sweep(self) -> None:
+        """Pick up stored updates that nobody handled: this process's before a crash, or another's."""
+        while True:
+            try:
+                older_than = timedelta(seconds=2 * self.options.sweep_seconds)
+                for event_id, payload in await self._engine.unhandled(CHANNEL, older_than=older_than):
+                    self._enqueue(event_id, payload)
+            except ConversationUnavailableError:
+                log.warning("telegram: sweep skipped, database unavailable")
+            await asyncio.sleep(self.options.sweep_seconds)
 
     async def _on_polled_update(self, update: object, _: ContextTypes.DEFAULT_TYPE) -> None:
         assert isinstance(update, Update)
@@ -146,13 +213,15 @@ class TelegramChannel:
             await _acknowledge_press(update)
         if chat.type != ChatType.PRIVATE:
             # In a group the bot says so when addressed, and does nothing else.
+            await self._engine.discard(CHANNEL, str(update.update_id))
             if update.message is not None and _command_of(update.message) is not None:
                 return chat.id, [Reply(text("group_only_private", pick_language(user.language_code)))]
-            return None
+            return chat.id, []
         event = _to_event(update)
         if event is None:
             return None
         if event.kind is Kind.CONTACT and update.message.contact.user_id not in (None, user.id):
+            await self._engine.discard(CHANNEL, str(update.update_id))
             return chat.id, [Reply(text("foreign_contact", pick_language(user.language_code)))]
         return chat.id, await self._engine.handle(event)
 
@@ -194,6 +263,16 @@ def _build_application(options: TelegramOptions) -> Application:
     if options.webhook_url is not None:
         builder = builder.updater(None)
     return builder.build()
+
+
+def _sender_of(payload: dict[str, Any]) -> int:
+    """The user id an update comes from, read from the raw JSON (cheap, before parsing the whole update)."""
+    for kind in ("message", "edited_message", "callback_query"):
+        part = payload.get(kind)
+        sender = part.get("from") if isinstance(part, dict) else None
+        if isinstance(sender, dict) and isinstance(sender.get("id"), int):
+            return sender["id"]
+    return 0
 
 
 def _to_event(update: Update) -> Incoming | None:
@@ -246,14 +325,9 @@ def _markup(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | ReplyK
 
 
 async def _acknowledge_press(update: Update) -> None:
-    """Stop the button's spinner and take the keyboard off the answered question, so it isn't pressed twice."""
-    query = update.callback_query
-    try:
-        await query.answer()
-        if isinstance(query.message, Message) and query.message.reply_markup is not None:
-            await query.edit_message_reply_markup(reply_markup=None)
-    except (BadRequest, Forbidden):
-        pass  # too old to answer or edit: harmless, the press itself is still handled
+    """Stop the button's spinner. The keyboard stays: a second press is answered as a stale button."""
+    with contextlib.suppress(BadRequest, Forbidden):  # too old to answer: harmless, the press still counts
+        await update.callback_query.answer()
 
 
 async def _log_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:

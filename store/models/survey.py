@@ -61,15 +61,25 @@ class Conversation(Base):
 
 
 class InboundEvent(Base):
-    """A channel update already handled, so a redelivered webhook is processed once."""
+    """A channel update: received (its payload kept until handled), then handled exactly once.
+
+    A webhook update is stored here before Telegram gets its 200, and handled right after; one that a crash
+    left unhandled is picked up again. A redelivered update finds its row and changes nothing.
+    """
 
     __tablename__ = "inbound_events"
-    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("channel", "external_id"),
+        Index("ix_inbound_events_unhandled", "channel", "handled_at", "received_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     channel: Mapped[SurveyChannel] = mapped_column(StrEnumType(SurveyChannel))
     external_id: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW, index=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # cleared once handled
+    handled_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class Answer(Base):

@@ -1,4 +1,4 @@
-"""Conversation additions: skipped answers, the follow-up's customer category, anonymous daily survey starts.
+"""Conversation additions: skipped answers, the follow-up's category, an inbox of updates, anonymous starts.
 
 Revision ID: 0002
 Revises: 0001
@@ -26,6 +26,11 @@ def upgrade() -> None:
         batch.alter_column("value", existing_type=JSON, nullable=True)
     with op.batch_alter_table("feedback") as batch:
         batch.add_column(sa.Column("customer_category", sa.String(length=32), nullable=True))
+    with op.batch_alter_table("inbound_events") as batch:
+        batch.add_column(sa.Column("payload", JSON, nullable=True))
+        batch.add_column(sa.Column("handled_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("attempts", sa.Integer(), server_default="0", nullable=False))
+        batch.create_index("ix_inbound_events_unhandled", ["channel", "handled_at", "received_at"], unique=False)
     op.create_table(
         "survey_starts",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -48,6 +53,11 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("survey_starts")
+    with op.batch_alter_table("inbound_events") as batch:
+        batch.drop_index("ix_inbound_events_unhandled")
+        batch.drop_column("attempts")
+        batch.drop_column("handled_at")
+        batch.drop_column("payload")
     with op.batch_alter_table("feedback") as batch:
         batch.drop_column("customer_category")
     with op.batch_alter_table("answers") as batch:
