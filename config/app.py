@@ -14,6 +14,7 @@ from aiohttp import web
 
 from bot.channels.keys import ENGINE, PUBLIC_URL
 from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions, webhook_handler
+from bot.channels.webchat import add_webchat_routes
 from bot.engine import Engine
 from bot.script import Survey
 from config.branches import BranchList, load_branches
@@ -125,6 +126,8 @@ async def _telegram_context(settings: Settings, app: web.Application) -> AsyncIt
         webhook_url=telegram.webhook_url,
         webhook_secret=telegram.webhook_secret.get_secret_value() if telegram.webhook_secret else None,
         max_messages_per_second=telegram.max_messages_per_second,
+        # SQLite has one writer: a few lanes keep it busy; more would only queue for its lock.
+        lanes=4 if app[DATABASE].dialect == "sqlite" else 8,
     )
     channel = TelegramChannel(app[ENGINE], options)
     await channel.start()
@@ -145,5 +148,6 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
         partial(_telegram_context, settings),
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)
+    add_webchat_routes(app)
     app.cleanup_ctx.extend(contexts)
     return app

@@ -52,7 +52,8 @@ def cli(ctx: click.Context, config_path: Path | None) -> None:
 def run(settings: Settings) -> None:
     """Run the web server (web chat, console, API); Ctrl-C or SIGTERM stops it cleanly."""
     catalog = load_catalog(settings)
-    asyncio.run(serve(settings, catalog))
+    with asyncio.Runner(loop_factory=_fast_loop_factory()) as runner:
+        runner.run(serve(settings, catalog))
 
 
 @cli.group()
@@ -201,6 +202,15 @@ async def _wait_for_stop_signal() -> None:
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def _fast_loop_factory():
+    """uvloop where it is installed (Linux, macOS): the same asyncio, about twice as fast at network I/O."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 def _configure_logging(level: str) -> None:
