@@ -134,7 +134,9 @@ class Engine:
         """Read the conversation so far and the current question, changing nothing."""
         try:
             async with self._db.sessions() as session, session.begin():
-                turn = await self._begin(session, Incoming(channel, user, Kind.TEXT, language=language_hint))
+                turn = await self._begin(
+                    session, Incoming(channel, user, Kind.TEXT, language=language_hint), read_only=True
+                )
                 if turn.conversation is None:
                     return View(turn.language, [], [], is_active=False)
                 answers = await records.answers_of(session, turn.conversation.id)
@@ -177,17 +179,18 @@ class Engine:
                 raise ConversationUnavailableError("the database is unavailable") from exc
         raise AssertionError("unreachable")
 
-    async def _begin(self, session: AsyncSession, event: Incoming) -> Turn:
+    async def _begin(self, session: AsyncSession, event: Incoming, *, read_only: bool = False) -> Turn:
         now = self._clock()
         user_hash = records.hash_user(self._salt, event.channel, event.user)
         # Most events belong to an active conversation: one query finds (and locks) it with its respondent.
-        conversation = await records.active_conversation(session, event.channel, user_hash)
+        conversation = await records.active_conversation(session, event.channel, user_hash, lock=not read_only)
         if conversation is not None:
             respondent = await session.get(Respondent, conversation.respondent_id)
         else:
             respondent = await records.find_respondent(session, event.channel, user_hash)
         if conversation is not None and conversation.updated_at < now - self._ttl:
-            conversation.status = ConversationStatus.EXPIRED
+            if not read_only:
+                conversation.status = ConversationStatus.EXPIRED
             conversation = None
         language = respondent.language if respondent and respondent.language else _hint_language(event)
         return Turn(session, event, user_hash, respondent, conversation, language, now)
@@ -410,9 +413,8 @@ class Engine:
         for conversation, branch in await records.conversations_of(turn.session, respondent):
             branch_name = branch.name_zh if turn.language == "zh" else branch.name_en
             date = conversation.started_at.date().isoformat()
-            lines.append(
-                text("mydata_conversation", turn.language, date=date, branch=branch_name, status=conversation.status)
-            )
+            status = text(f"status_{conversation.status}", turn.language)
+            lines.append(text("mydata_conversation", turn.language, date=date, branch=branch_name, status=status))
             answers = await records.answers_of(turn.session, conversation.id)
             lines.extend(
                 f"   {e.question} → {e.answer}" for e in exchanges(self.survey, self.taxonomy, answers, turn.language)

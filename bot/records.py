@@ -100,8 +100,10 @@ async def find_respondent(session: AsyncSession, channel: str, user_hash: str) -
     )
 
 
-async def active_conversation(session: AsyncSession, channel: str, user_hash: str) -> Conversation | None:
-    """The customer's active conversation, locked for this transaction on PostgreSQL, in one query."""
+async def active_conversation(
+    session: AsyncSession, channel: str, user_hash: str, *, lock: bool = True
+) -> Conversation | None:
+    """The customer's active conversation in one query, locked for this transaction on PostgreSQL."""
     query = (
         select(Conversation)
         .join(Respondent, Respondent.id == Conversation.respondent_id)
@@ -112,9 +114,8 @@ async def active_conversation(session: AsyncSession, channel: str, user_hash: st
         )
         .order_by(Conversation.id.desc())
         .limit(1)
-        .with_for_update(of=Conversation)
     )
-    return await session.scalar(query)
+    return await session.scalar(query.with_for_update(of=Conversation) if lock else query)
 
 
 @dataclass(frozen=True, slots=True)

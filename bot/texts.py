@@ -93,6 +93,10 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "mydata_consent": {"en": "Consent given: {date}; language: {lang}", "zh": "同意时间：{date}；语言：{lang}"},
     "mydata_conversation": {"en": "• {date} at {branch} ({status})", "zh": "• {date} {branch}（{status}）"},
+    "status_active": {"en": "in progress", "zh": "进行中"},
+    "status_completed": {"en": "completed", "zh": "已完成"},
+    "status_cancelled": {"en": "stopped", "zh": "已结束"},
+    "status_expired": {"en": "expired", "zh": "已过期"},
     "forget_confirm": {
         "en": "Erase everything we hold about you: your answers, comments and phone number? "
         "Ratings stay in anonymous statistics. This cannot be undone.",

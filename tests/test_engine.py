@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -352,3 +353,21 @@ async def test_conversation_state_is_written_at_every_step(engine, db):
     await quin.presses("3")
     async with db.sessions() as session:
         assert await session.scalar(select(Conversation.step)) == "what_went_wrong"
+
+
+async def test_an_abandoned_conversation_expires_and_a_new_one_can_start(db, catalog):
+    now = [datetime(2026, 11, 24, 9, 0, tzinfo=UTC)]
+    await sync_branches(db, branch_specs(catalog.branches))
+    engine = Engine(db, catalog.survey, catalog.taxonomy, salt=SALT, clock=lambda: now[0])
+    ray = Customer(engine)
+    await ray.command("start", "MAIN")
+    await ray.presses("Yes")
+    now[0] += timedelta(hours=25)
+    view = await engine.view("telegram", ray.user)
+    assert not view.is_active
+    async with db.sessions() as session:
+        assert await session.scalar(select(Conversation.status)) == ConversationStatus.ACTIVE, "a view changes nothing"
+    await ray.command("start", "MAIN")
+    assert ray.texts[0].startswith("Hi! We'd love")
+    async with db.sessions() as session:
+        assert await session.scalar(select(Conversation.status)) == ConversationStatus.EXPIRED

@@ -50,7 +50,8 @@ class Conversation(Base):
         StrEnumType(ConversationStatus), default=ConversationStatus.ACTIVE
     )
     started_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, server_default=NOW)
+    # Set by the engine from its clock on every step (no onupdate: an unchanged value would fall back to it).
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
     completed_at: Mapped[datetime | None]
     # Optimistic locking: a stale writer gets StaleDataError instead of overwriting a newer step.
     version: Mapped[int] = mapped_column()
