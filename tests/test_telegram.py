@@ -265,3 +265,12 @@ async def test_webhook_rejects_a_body_that_is_not_an_update(webhook_product):
         headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET, "Content-Type": "application/json"}
         async with session.post(webhook_product.base_url + WEBHOOK_PATH, data=b"\xff\xfe", headers=headers) as r:
             assert r.status == 400
+
+
+async def test_a_429_from_telegram_is_waited_out_and_the_reply_still_sent(webhook_product):
+    api = webhook_product.api
+    api.rate_limit_next(1, retry_after=1)
+    sam = Customer(api, 511)
+    [consent] = await sam.says("/start MAIN")
+    assert consent.startswith("Hi! We'd love")
+    assert [c.status for c in api.calls if c.method == "sendMessage"] == [429, 200]
