@@ -12,7 +12,9 @@ from sqlalchemy import func, select
 from bot.engine import Engine
 from bot.events import Incoming, Kind, Reply
 from bot.flood import FloodGuard
+from bot.script import Survey
 from config.app import branch_specs, load_catalog
+from config.files import parse_file
 from config.settings import load_settings
 from store import Database, sync_branches
 from store.models import Answer, Conversation, ConversationStatus, Feedback, Respondent, SurveyStart
@@ -371,3 +373,82 @@ async def test_an_abandoned_conversation_expires_and_a_new_one_can_start(db, cat
     assert ray.texts[0].startswith("Hi! We'd love")
     async with db.sessions() as session:
         assert await session.scalar(select(Conversation.status)) == ConversationStatus.EXPIRED
+
+
+CUSTOM_SURVEY = """
+start = "consent"
+repeat_window_days = 0
+[[steps]]
+id = "consent"
+type = "yes_no"
+text = { en = "OK?", zh = "好吗？" }
+next = "visit"
+[[steps]]
+id = "visit"
+type = "choice"
+text = { en = "What brought you in?", zh = "您来办理什么业务？" }
+options = [
+  { id = "cash", label = { en = "Cash", zh = "现金" } },
+  { id = "loan", label = { en = "A loan", zh = "贷款" } },
+]
+branches = [{ equals = "loan", goto = "effort" }]
+next = "nps"
+[[steps]]
+id = "effort"
+type = "rating"
+scale = "ces"
+text = { en = "How easy was it?", zh = "办理是否方便？" }
+next = "nps"
+[[steps]]
+id = "nps"
+type = "rating"
+scale = "nps"
+text = { en = "Would you recommend us?", zh = "您会推荐我们吗？" }
+branches = [{ min = 9, goto = "bye" }, { step = "visit", equals = "loan", goto = "why" }]
+next = "bye"
+[[steps]]
+id = "why"
+type = "text"
+text = { en = "Why?", zh = "为什么？" }
+next = "bye"
+[[steps]]
+id = "bye"
+type = "message"
+text = { en = "Bye!", zh = "再见！" }
+"""
+
+
+@pytest.mark.parametrize(
+    ("visit", "effort", "nps", "path"),
+    [
+        ("Cash", None, "10", ["What brought you in?", "Would you recommend us?", "Bye!"]),
+        ("A loan", "6", "3", ["What brought you in?", "How easy was it?", "Would you recommend us?", "Why?", "Bye!"]),
+        ("A loan", "2", "9", ["What brought you in?", "How easy was it?", "Would you recommend us?", "Bye!"]),
+    ],
+    ids=["cash-promoter", "loan-detractor", "loan-promoter"],
+)
+async def test_choice_nps_ces_and_branching_on_another_steps_answer(db, catalog, tmp_path, visit, effort, nps, path):
+    survey_file = tmp_path / "survey.toml"
+    survey_file.write_text(CUSTOM_SURVEY, encoding="utf-8")
+    survey = parse_file(Survey, survey_file)
+    await sync_branches(db, branch_specs(catalog.branches))
+    engine = Engine(db, survey, catalog.taxonomy, salt=SALT)
+    tia = Customer(engine)
+    await tia.command("start", "MAIN")
+    seen = []
+    await tia.presses("Yes")
+    seen += tia.texts
+    await tia.presses(visit)
+    seen += tia.texts
+    if effort:
+        await tia.presses(effort)
+        seen += tia.texts
+    assert len(tia.last[0].buttons) == 2, "NPS 0-10 comes as two rows"
+    await tia.presses(nps)
+    seen += tia.texts
+    if seen[-1] == "Why?":
+        await tia.says("Too much paperwork for the loan")
+        seen += tia.texts
+    assert seen == path
+    feedback = await only_feedback(db)
+    assert (feedback.nps, feedback.ces, feedback.csat) == (int(nps), int(effort) if effort else None, None)
