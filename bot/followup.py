@@ -84,9 +84,9 @@ class FollowupDecision:
     reason: str = ""
 
 
-def decide_followup(comment: str, ranker: CategoryRanker, taxonomy: Taxonomy) -> FollowupDecision:
+def decide_followup(scores: list[tuple[str, float]], taxonomy: Taxonomy, comment: str) -> FollowupDecision:
     """Ask only when the comment is vague: too short, or no category clearly found."""
-    ranked = sorted(ranker.rank(comment), key=lambda pair: -pair[1])
+    ranked = sorted(scores, key=lambda pair: -pair[1])
     is_short = _is_short(comment)
     top_score = ranked[0][1] if ranked else 0.0
     # Naming two problems is still specific: the aspects analysis will split them, the customer need not.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -20,6 +21,8 @@ from bot.script import Survey
 from config.branches import BranchList, load_branches
 from config.files import parse_file
 from config.settings import Settings
+from config.worker import AnalysisWorker
+from nlp.flags import FlagRules
 from nlp.taxonomy import Taxonomy
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from web.app import create_web_app
@@ -38,6 +41,7 @@ class Catalog:
     branches: BranchList
     survey: Survey
     taxonomy: Taxonomy
+    flags: FlagRules
 
 
 def load_catalog(settings: Settings) -> Catalog:
@@ -46,6 +50,7 @@ def load_catalog(settings: Settings) -> Catalog:
         branches=load_branches(settings.files.branches),
         survey=parse_file(Survey, settings.files.survey),
         taxonomy=parse_file(Taxonomy, settings.files.taxonomy),
+        flags=parse_file(FlagRules, settings.files.flags),
     )
 
 
@@ -138,6 +143,42 @@ async def _telegram_context(settings: Settings, app: web.Application) -> AsyncIt
         await channel.stop()
 
 
+def load_analysis(settings: Settings, catalog: Catalog, *, category_set: str | None = None):
+    """The NLP analyzer for these settings (imports torch: call it off the event loop)."""
+    from nlp.loading import load_analyzer
+
+    return load_analyzer(
+        model=settings.nlp.model,
+        data_dir=settings.data_dir,
+        taxonomy=catalog.taxonomy,
+        flags=catalog.flags,
+        category_set=category_set if category_set is not None else settings.nlp.categories,
+        threads=settings.nlp.threads,
+    )
+
+
+async def _worker_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    if not settings.nlp.worker:
+        yield
+        return
+    engine = app[ENGINE]
+
+    def load():
+        analyzer = load_analysis(settings, catalog)
+        if settings.nlp.categories is None:
+            engine.use_ranker(analyzer)  # the follow-up question now ranks categories with the model
+        return analyzer
+
+    worker = AnalysisWorker(app[DATABASE], load, batch_size=settings.nlp.batch_size)
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop), name="analysis-worker")
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
+
+
 def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     """Build the application; resources open when it starts and close in reverse order when it stops."""
     app = create_web_app(version=VERSION)
@@ -146,6 +187,7 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
         partial(_database_context, settings, catalog),
         partial(_engine_context, settings, catalog),
         partial(_telegram_context, settings),
+        partial(_worker_context, settings, catalog),
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)
     add_webchat_routes(app)

@@ -16,6 +16,7 @@ from aiohttp import web
 from bot.channels.telegram import TelegramStartError
 from config.app import VERSION, Catalog, create_app, load_catalog, open_database
 from config.errors import ConfigError
+from config.nlp_commands import nlp, worker
 from config.settings import Settings, describe_settings, load_settings
 from store import StoreError, current_revision, head_revision, upgrade
 
@@ -169,6 +170,10 @@ def qr(settings: Settings, branch: str, counter: str | None, out_dir: Path) -> N
     click.echo(f"wrote {stem}.png and {stem}.svg")
     if not settings.telegram.username:
         click.echo("closeloop: no Telegram username (CLOSELOOP_TELEGRAM_USERNAME): web-chat code only", err=True)
+
+
+cli.add_command(nlp)
+cli.add_command(worker)
 
 
 async def serve(settings: Settings, catalog: Catalog) -> None:

@@ -70,10 +70,26 @@ class PrivacySettings(Section):
     )
 
 
+class NlpSettings(Section):
+    model: str | None = Field(
+        None,
+        description="Hugging Face id or local path of a sentence encoder; empty: the packaged multilingual-e5-small",
+    )
+    categories: str | None = Field(
+        None, description="a category set trained with `closeloop nlp train-categories`; empty: the taxonomy file"
+    )
+    worker: bool = Field(
+        True, description="analyse feedback inside `closeloop run`; false when `closeloop worker` runs"
+    )
+    batch_size: int = Field(32, ge=1, le=1024, description="feedback analysed per batch")
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the model; empty: all cores")
+
+
 class FilesSettings(Section):
     branches: Path = Field(PACKAGE_DIR / "branches.toml", description="branches and counters")
     survey: Path = Field(PACKAGE_DIR / "survey.toml", description="the conversation script")
     taxonomy: Path = Field(PACKAGE_DIR / "taxonomy.toml", description="complaint categories and departments")
+    flags: Path = Field(PACKAGE_DIR / "flags.toml", description="rules that flag serious feedback for staff")
 
 
 class Settings(Section):
@@ -84,6 +100,7 @@ class Settings(Section):
     http: HttpSettings = HttpSettings()
     telegram: TelegramSettings = TelegramSettings()
     privacy: PrivacySettings = PrivacySettings()
+    nlp: NlpSettings = NlpSettings()
     files: FilesSettings = FilesSettings()
 
     @field_validator("timezone")

@@ -71,6 +71,7 @@ async def run_product(api: BotApiStandIn, database_url: str, tmp_path, *, webhoo
         "CLOSELOOP_HTTP_PORT": str(port),
         "CLOSELOOP_TELEGRAM_TOKEN": TOKEN,
         "CLOSELOOP_TELEGRAM_API_URL": api.base_url,
+        "CLOSELOOP_NLP_WORKER": "false",
     }
     if webhook:
         environ["CLOSELOOP_TELEGRAM_WEBHOOK_URL"] = f"http://127.0.0.1:{port}{WEBHOOK_PATH}"

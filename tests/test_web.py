@@ -12,7 +12,13 @@ from store import Database
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return load_settings({"CLOSELOOP_DATABASE_URL": database_url, "CLOSELOOP_DATA_DIR": str(tmp_path / "data")})
+    return load_settings(
+        {
+            "CLOSELOOP_DATABASE_URL": database_url,
+            "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
+            "CLOSELOOP_NLP_WORKER": "false",  # these tests need no model
+        }
+    )
 
 
 @pytest.fixture

@@ -126,7 +126,13 @@ class Visitor:
 
 @pytest.fixture
 def settings(database_url, tmp_path):
-    return load_settings({"CLOSELOOP_DATABASE_URL": database_url, "CLOSELOOP_DATA_DIR": str(tmp_path / "data")})
+    return load_settings(
+        {
+            "CLOSELOOP_DATABASE_URL": database_url,
+            "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
+            "CLOSELOOP_NLP_WORKER": "false",  # these tests need no model
+        }
+    )
 
 
 @pytest.fixture
@@ -375,6 +381,7 @@ async def test_cookies_are_secure_behind_an_https_public_url(aiohttp_client, dat
             "CLOSELOOP_DATABASE_URL": database_url,
             "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
             "CLOSELOOP_HTTP_PUBLIC_URL": "https://feedback.example-bank.cn",
+            "CLOSELOOP_NLP_WORKER": "false",
         }
     )
     client = await aiohttp_client(create_app(settings, load_catalog(settings)))

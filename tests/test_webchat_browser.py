@@ -55,7 +55,13 @@ async def browser() -> AsyncIterator[Browser]:
 
 @pytest.fixture
 async def base_url(database_url, tmp_path) -> AsyncIterator[str]:
-    settings = load_settings({"CLOSELOOP_DATABASE_URL": database_url, "CLOSELOOP_DATA_DIR": str(tmp_path / "data")})
+    settings = load_settings(
+        {
+            "CLOSELOOP_DATABASE_URL": database_url,
+            "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
+            "CLOSELOOP_NLP_WORKER": "false",  # these tests need no model
+        }
+    )
     async with TestServer(create_app(settings, load_catalog(settings)), host="127.0.0.1") as server:
         yield str(server.make_url("")).rstrip("/")
 

@@ -29,7 +29,12 @@ def free_port() -> int:
 
 def server_env(tmp_path: Path, port: int, database_url: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")}
-    env |= {"CLOSELOOP_HTTP_PORT": str(port), "CLOSELOOP_DATA_DIR": str(tmp_path / "data"), "NO_PROXY": "127.0.0.1"}
+    env |= {
+        "CLOSELOOP_HTTP_PORT": str(port),
+        "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
+        "CLOSELOOP_NLP_WORKER": "false",  # the model is tested elsewhere; loading it here would only slow starts
+        "NO_PROXY": "127.0.0.1",
+    }
     if database_url:
         env["CLOSELOOP_DATABASE_URL"] = database_url
     return env

@@ -1,0 +1,67 @@
+"""Assemble the analyzer: the encoder, the shipped heads (or a bank's own category set) and the flag rules."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from nlp.analyzer import Analyzer
+from nlp.categories import AnchorCurve, CategoryModel, LabelSet
+from nlp.encoder import Encoder, ModelLoadError
+from nlp.flags import FlagRules
+from nlp.heads import LinearHead
+from nlp.taxonomy import Taxonomy
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+
+def category_set_path(data_dir: Path, name: str) -> Path:
+    return data_dir / "category-sets" / f"{name}.npz"
+
+
+def load_analyzer(
+    *,
+    model: str | None,
+    data_dir: Path,
+    taxonomy: Taxonomy,
+    flags: FlagRules,
+    category_set: str | None = None,
+    threads: int | None = None,
+    artifacts: Path = ARTIFACTS,
+) -> Analyzer:
+    """Load everything the analysis needs; raises ModelLoadError saying what is missing and how to make it."""
+    encoder = Encoder.load(model, cache_dir=data_dir / "models", num_threads=threads)
+    sentiment = _head(artifacts / "sentiment.npz", encoder)
+    meta = json.loads((artifacts / "metadata.json").read_text(encoding="utf-8"))
+    parts = [encoder.version, _digest(artifacts / "sentiment.npz")]
+    if category_set:
+        path = category_set_path(data_dir, category_set)
+        if not path.exists():
+            raise ModelLoadError(
+                f"no category set {category_set!r} at {path}: train it with `closeloop nlp train-categories`"
+            )
+        categories: CategoryModel | LabelSet = LabelSet(_head(path, encoder))
+        parts.append(f"{category_set}-{_digest(path)}")
+    else:
+        head = _head(artifacts / "categories.npz", encoder)
+        curve = AnchorCurve(**meta["anchor_curve"])
+        categories = CategoryModel.from_taxonomy(taxonomy, encoder, head=head, curve=curve)
+        parts.append(_digest(artifacts / "categories.npz"))
+    return Analyzer(encoder, sentiment, categories, flags, version="+".join(parts)[:64])
+
+
+def _head(path: Path, encoder: Encoder) -> LinearHead:
+    if not path.exists():
+        raise ModelLoadError(f"{path} is missing: run `closeloop nlp train` to build the heads")
+    head = LinearHead.load(path)
+    if head.weights.shape[0] != encoder.dim:
+        raise ModelLoadError(
+            f"{path.name} was trained for {head.weights.shape[0]}-dimensional embeddings but the encoder gives "
+            f"{encoder.dim}: retrain with `closeloop nlp train` for this model"
+        )
+    return head
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]

@@ -1,0 +1,179 @@
+"""The analysis with the real packaged model: sentiment, categories, aspects, flags, the worker and the CLI."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from config.app import load_analysis, load_catalog
+from config.cli import main
+from config.settings import load_settings
+from config.worker import AnalysisWorker
+from store.analysis_queue import pending_count
+from store.models import Analysis, Branch, Conversation, Feedback
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("closeloop-data")
+
+
+@pytest.fixture(scope="session")
+def analyzer(model_dir):
+    settings = load_settings({"CLOSELOOP_DATA_DIR": str(model_dir)})
+    return load_analysis(settings, load_catalog(settings))
+
+
+@pytest.mark.parametrize(
+    ("text", "sentiment"),
+    [
+        ("Terrible service, I waited over an hour and nobody helped", "negative"),
+        ("The staff were friendly and it was quick, thank you!", "positive"),
+        ("排队太久了，态度也很差", "negative"),
+        ("柜员非常耐心，服务很好", "positive"),
+    ],
+)
+def test_sentiment_reads_both_languages(analyzer, text, sentiment):
+    [result] = analyzer.analyze([text])
+    assert result.sentiment == sentiment
+    assert abs(sum(result.sentiment_scores.values()) - 1) < 1e-3
+
+
+@pytest.mark.parametrize(
+    ("text", "category"),
+    [
+        ("The ATM swallowed my card", "card_atm"),
+        ("排队等了一个多小时", "waiting_time"),
+        ("The app keeps crashing when I log in", "digital_banking"),
+        ("Why is the transfer fee so high?", "fees_charges"),
+    ],
+)
+def test_the_top_category_matches_the_complaint(analyzer, text, category):
+    [result] = analyzer.analyze([text])
+    assert result.categories[0][0] == category
+
+
+def test_a_mixed_comment_gets_one_aspect_per_clause(analyzer):
+    [result] = analyzer.analyze(["The teller was very kind but the queue was terribly slow"])
+    assert [a.text for a in result.aspects] == ["The teller was very kind", "the queue was terribly slow"]
+    assert result.aspects[0].sentiment == "positive"
+    assert result.aspects[1].category == "waiting_time"
+    assert result.aspects[1].sentiment == "negative"
+
+
+def test_flags_masking_and_empty_comments(analyzer):
+    fraud, empty, masked = analyzer.analyze(
+        ["Someone made an unauthorized transaction on my card, this is fraud", "", "my card 4111 1111 1111 1111"],
+        ratings=[1, 1, 4],
+    )
+    assert "fraud_security" in {f.id for f in fraud.flags}
+    assert empty.sentiment == "negative", "with no words, the rating speaks"
+    assert "4111" not in masked.masked_text
+
+
+def test_huge_and_strange_input_is_analysed(analyzer):
+    results = analyzer.analyze(["slow " * 20_000, "😡😡😡", "\x00\x07", "ATM机坏了，card被吞了"])
+    assert len(results) == 4
+    assert results[3].language == "zh"
+
+
+async def add_feedback(db, comments):
+    async with db.sessions() as session, session.begin():
+        branch = Branch(code="MAIN", name_en="Main", name_zh="总行")
+        session.add(branch)
+        await session.flush()
+        for comment in comments:
+            conversation = Conversation(channel="web", branch_id=branch.id, source="link", step="thanks", state={})
+            session.add(conversation)
+            await session.flush()
+            session.add(
+                Feedback(conversation_id=conversation.id, branch_id=branch.id, language="en", csat=2, comment=comment)
+            )
+
+
+async def test_the_worker_stores_analyses_under_the_model_version(db, analyzer):
+    await add_feedback(db, ["The queue was too long", "Staff were rude to my father", "很满意"])
+    worker = AnalysisWorker(db, lambda: analyzer, batch_size=2)
+    worker._analyzer = analyzer
+    assert await worker.run_once() == 2
+    assert await worker.run_once() == 1
+    assert await pending_count(db) == 0
+    async with db.sessions() as session:
+        rows = list(await session.scalars(select(Analysis).order_by(Analysis.feedback_id)))
+    assert {r.model_version for r in rows} == {analyzer.version}
+    assert rows[0].categories[0][0] == "waiting_time"
+
+
+class FailingAnalyzer:
+    version = "broken"
+
+    def analyze_feedback(self, items):
+        raise RuntimeError("model crashed")
+
+
+async def test_a_failing_model_leaves_feedback_pending(db):
+    await add_feedback(db, ["anything"])
+    worker = AnalysisWorker(db, FailingAnalyzer, batch_size=5)
+    worker._analyzer = FailingAnalyzer()
+    assert await worker.run_once() == 1
+    async with db.sessions() as session:
+        row = (await session.scalars(select(Feedback))).one()
+    assert (row.analysis_status, row.analysis_attempts, row.analysis_error) == (
+        "pending",
+        1,
+        "RuntimeError: model crashed",
+    )
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_cli_analyze_eval_and_train_categories(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(model_dir))
+    rows = [{"comment": t, "label": s} for t, s in [("awful queue", "negative"), ("lovely staff", "positive")] * 3]
+    data = write_csv(tmp_path / "in.csv", rows)
+    assert (
+        main(["nlp", "analyze", "--data", str(data), "--text-column", "comment", "--out", str(tmp_path / "o.csv")]) == 0
+    )
+    with (tmp_path / "o.csv").open(encoding="utf-8") as fh:
+        out = list(csv.DictReader(fh))
+    assert [r["sentiment"] for r in out] == ["negative", "positive"] * 3
+    assert main(["nlp", "eval", "--data", str(data), "--text-column", "comment", "--label-column", "label",
+                 "--task", "sentiment"]) == 0  # fmt: skip
+    assert "accuracy 1.0000" in capsys.readouterr().out
+    intents = [("my card has not arrived", "card_arrival"), ("how do I reset my PIN", "pin")] * 15
+    labelled = write_csv(tmp_path / "intents.csv", [{"text": t, "intent": i} for t, i in intents])
+    assert main(["nlp", "train-categories", "--data", str(labelled), "--text-column", "text", "--label-column",
+                 "intent", "--name", "mine"]) == 0  # fmt: skip
+    assert (model_dir / "category-sets" / "mine.npz").exists()
+
+
+def test_cli_names_a_missing_column_and_bad_bytes(tmp_path, capsys):
+    data = write_csv(tmp_path / "in.csv", [{"text": "hello"}])
+    assert main(["nlp", "analyze", "--data", str(data), "--text-column", "comment", "--out", str(tmp_path / "o")]) == 2
+    assert "no column 'comment' (columns: text)" in capsys.readouterr().err
+    (tmp_path / "bad.csv").write_bytes(b"text\n\xff\xfe broken\n")
+    assert (
+        main(
+            [
+                "nlp",
+                "analyze",
+                "--data",
+                str(tmp_path / "bad.csv"),
+                "--text-column",
+                "text",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 2
+    )
+    assert "not UTF-8 text" in capsys.readouterr().err
