@@ -17,10 +17,11 @@ ABBREVIATIONS = frozenset("mr mrs ms dr prof st no vs etc eg ie approx jr sr".sp
 
 # Sentence ends: CJK and hard punctuation anywhere; a full stop only before a space ("3.5" stays whole) or between
 # Chinese characters (some people type "." for "。").
-HARD_END = re.compile(rf"[。！？!?；;…\n]+|(?<=[{HAN}])\.+|(?<=[^\W\d_])\.+(?=\s)")
+HARD_END = re.compile(rf"[。！？!?；;…\n]+|(?<=[{HAN}])\.+|(?:(?<=[^\W_])|(?<=[)\"”’']))\.+(?=\s)")
 ENGLISH_JOIN = re.compile(
-    r"\b(?:but|however|whereas|although|(?:even\s+)?(?<!\bas\s)though|(?<!\bnot\s)(?<!n't\s)(?<!\bas\s)yet"
-    r"|(?<!\ba\s)while)\b\s*,?"
+    r"\b(?:but|however|whereas|although|(?:even\s+)?(?<!\bas\s)though"
+    r"|(?<!\bnot\s)(?<!n't\s)(?<!\bas\s)yet(?=\s+[^\W\d_])"  # not "not yet", nor "yet" ending a clause
+    r"|(?<!\ba\s)while)\b\s*,?"  # not "for a while"
     r"|,\s*and\s+(?=(?:i|the|it|they|we|he|she|you|my|our|their|there|this|that|nobody|everyone|someone)\b)",
     re.IGNORECASE,
 )
@@ -28,11 +29,9 @@ ENGLISH_JOIN = re.compile(
 LEADING_CLAUSE = re.compile(r"^\W*(?:although|though|even\s+though|while|whereas)\b[^,]{3,}?(,)", re.IGNORECASE)
 # 但 alone, but not in 不但 (not only), 但愿 (hopefully) or 但凡; 不过 only at a clause start (不过如此 is "so-so");
 # 却 only inside a clause that has no comma before it ("态度好却办事慢"; in "…，经理却很冷淡" the comma cuts).
-CHINESE_JOIN = re.compile(
-    r"但是|可是|然而|虽然|(?<!不)但(?![愿凡])|(?:^|(?<=[，,\s]))不过|(?<=[" + HAN + r"])却"
-)
+CHINESE_JOIN = re.compile(r"但是|可是|然而|虽然|(?<!不)但(?![愿凡])|(?:^|(?<=[，,\s]))不过|(?<=[" + HAN + r"])却")
 COMMA = re.compile(rf"，|(?<=[{HAN}]),|,(?=\s*[{HAN}])")
-EDGES = " \t\r\n,，、.。;；:：!！?？…-—~～\"'“”‘’()（）[]【】"
+EDGES = " \t\r\n,，、.。;；:：!！?？¡¿…-—~～"  # not brackets or quotes: "[PHONE]" and "(ATM)" must stay whole
 WORD = re.compile(rf"[{HAN}]|[^\W_{HAN}]+")
 MIN_WORDS = 2  # each side of a connector; a Chinese character counts as a word
 MIN_WORDS_AT_COMMA = 3  # a comma also lists things ("干净，明亮"): it cuts only between longer pieces
@@ -61,33 +60,34 @@ def _sentences(text: str) -> Iterator[tuple[int, int]]:
 
 
 def _ends_with_abbreviation(text: str, dot: int) -> bool:
-    word = re.search(r"[^\W\d_]+(?:\.[^\W\d_]+)*$", text[max(0, dot - 12) : dot])
+    word = re.search(r"(?<![A-Za-z.])[A-Za-z]+(?:\.[A-Za-z]+)*$", text[max(0, dot - 12) : dot])
     if word is None:
         return False
-    token = word.group().replace(".", "").lower()
-    return token in ABBREVIATIONS or len(token) == 1  # "U.S." or an initial
+    token = word.group()
+    return token.lower() in ABBREVIATIONS or "." in token or len(token) == 1  # "Dr.", "e.g.", "U.S.", an initial
 
 
 def _split_sentence(sentence: str) -> list[str]:
     if not WORD.search(sentence):
         return []
-    cuts = sorted(_cuts(sentence))
-    pieces, kept = _pieces(sentence, cuts), []
-    current: tuple[int, int] | None = None
-    for (start, end), minimum in pieces:
-        if current is None:
-            current = (start, end)
-        elif _size(sentence[current[0] : current[1]]) >= minimum and _size(sentence[start:end]) >= minimum:
-            kept.append(current)
-            current = (start, end)
-        elif _size(sentence[current[0] : current[1]]) == 0:
-            current = (start, end)  # a connector opening the sentence ("But the fee…") is dropped
-        elif _size(sentence[start:end]) > 0:
-            current = (current[0], end)  # too small to stand alone: the cut is undone, original text kept
-    if current is not None:
-        kept.append(current)
+    kept: list[tuple[int, int]] = []
+    start = end = size = 0  # the clause being built
+    for (piece_start, piece_end), minimum in _pieces(sentence, sorted(_cuts(sentence))):
+        piece_size = _size(sentence[piece_start:piece_end])
+        if size == 0:
+            start, end, size = piece_start, piece_end, piece_size  # a connector opening the sentence is dropped
+        elif size >= minimum and piece_size >= minimum:
+            kept.append((start, end))
+            start, end, size = piece_start, piece_end, piece_size
+            if len(kept) == MAX_CLAUSES:
+                break
+        elif piece_size:
+            end, size = piece_end, size + piece_size  # too small to stand alone: the cut is undone, text kept
+    else:
+        kept.append((start, end))
     clauses = [sentence[start:end].strip(EDGES) for start, end in kept]
-    return [clause for clause in clauses if WORD.search(clause)]
+    # A sentence of connectors alone ("But.") is still what the customer said.
+    return [clause for clause in clauses if WORD.search(clause)] or [sentence.strip(EDGES)]
 
 
 def _cuts(sentence: str) -> Iterator[tuple[int, int, int]]:

@@ -13,6 +13,7 @@ ASCII_LETTER = re.compile(r"[A-Za-z]")
 ASCII_WORD = re.compile(r"[A-Za-z]+")
 # Letters of any other script, and Latin letters with diacritics (é, ñ, ß, ư): English has almost none.
 OTHER_LETTER = re.compile(rf"[^\W\d_A-Za-z{HAN}\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
+URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)  # its letters say nothing about the language
 WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 ENGLISH_WORDS = frozenset(
@@ -37,7 +38,7 @@ FOREIGN_WORDS = frozenset(
 
 def detect_language(text: str) -> str:
     """Return 'zh' when Chinese carries the meaning, 'en' for English, and 'other' for anything else or nothing."""
-    sample = unicodedata.normalize("NFKC", text[:SAMPLE_CHARS])  # full-width ＡＴＭ reads as ATM
+    sample = URL.sub(" ", unicodedata.normalize("NFKC", text[:SAMPLE_CHARS]))  # full-width ＡＴＭ reads as ATM
     han = len(CJK.findall(sample))
     kana_hangul = len(KANA_HANGUL.findall(sample))
     latin = len(ASCII_LETTER.findall(sample))
