@@ -224,6 +224,13 @@ def _configure_logging(level: str) -> None:
     )
     # Alembic narrates every migration context at INFO; store.migrate logs the one line that matters.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)
+    # ONNX Runtime's quantizer logs hundreds of INFO lines on the root logger during the one-time conversion.
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_onnx_quantizer)
+
+
+def _quiet_onnx_quantizer(record: logging.LogRecord) -> bool:
+    return not (record.levelno < logging.WARNING and "onnxruntime" in record.pathname)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
