@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, exists, select, update
@@ -186,14 +186,6 @@ async def answers_of(session: AsyncSession, conversation_id: int) -> dict[str, A
     return {step: value for step, value in rows}
 
 
-async def expire_stale(session: AsyncSession, conversation: Conversation, older_than: datetime) -> bool:
-    """Mark an abandoned conversation expired; True when it was."""
-    if conversation.updated_at >= older_than:
-        return False
-    conversation.status = ConversationStatus.EXPIRED
-    return True
-
-
 async def conversations_of(session: AsyncSession, respondent: Respondent, limit: int = 10) -> list[tuple]:
     rows = await session.execute(
         select(Conversation, Branch)
@@ -226,10 +218,6 @@ async def erase_respondent(session: AsyncSession, respondent: Respondent) -> Non
         .execution_options(synchronize_session=False)
     )
     await session.delete(respondent)
-
-
-def window_start(now: datetime, days: int) -> datetime:
-    return now - timedelta(days=days)
 
 
 async def count_start(session: AsyncSession, place: Place, channel: str, now: datetime) -> None:

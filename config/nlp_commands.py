@@ -118,8 +118,8 @@ def analyze(settings: Settings, data_file: Path, text_column: str, out: Path) ->
                     start + offset, result.language, result.masked_text, result.sentiment,
                     scores.get("negative", 0), scores.get("neutral", 0), scores.get("positive", 0),
                     json.dumps([[c, s] for c, s in result.categories if s >= 0.5]),
-                    json.dumps([_asdict(a) for a in result.aspects], ensure_ascii=False),
-                    json.dumps([_asdict(f) for f in result.flags], ensure_ascii=False),
+                    json.dumps([dataclasses.asdict(a) for a in result.aspects], ensure_ascii=False),
+                    json.dumps([dataclasses.asdict(f) for f in result.flags], ensure_ascii=False),
                 ])  # fmt: skip
             bar.update(len(texts))
     click.echo(f"wrote {total} rows to {out}")
@@ -212,7 +212,3 @@ def _rows(path: Path, columns: list[str]) -> Iterator[dict[str, str]]:
 
 def _count_rows(path: Path) -> int:
     return sum(1 for _ in _rows(path, []))
-
-
-def _asdict(value: object) -> dict:
-    return dataclasses.asdict(value)

@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import Any, Protocol
 
 from store import Database
@@ -90,8 +89,3 @@ class AnalysisWorker:
         finally:
             for waiter in waiters:
                 waiter.cancel()
-
-
-def as_result_fields(analysis: Any) -> dict[str, Any]:
-    """Turn the analyzer's dataclass into the fields AnalysisResult stores (JSON-friendly)."""
-    return asdict(analysis)
