@@ -12,10 +12,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from nlp.categories import CategoryModel
 from nlp.clauses import split_clauses
 from nlp.flags import Flag, FlagRules, evaluate_flags
-from nlp.heads import LinearHead
+from nlp.heads import SentimentModel
 from nlp.language import detect_language
 from nlp.masking import mask_text
 
@@ -27,6 +26,12 @@ class Encoder(Protocol):
     version: str
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
+
+
+class Categories(Protocol):
+    labels: tuple[str, ...]
+
+    def scores(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray: ...
 
 
 class FeedbackLike(Protocol):
@@ -62,7 +67,7 @@ class TextAnalysis:
 
 class Analyzer:
     def __init__(
-        self, encoder: Encoder, sentiment: LinearHead, categories: CategoryModel, flags: FlagRules, *, version: str
+        self, encoder: Encoder, sentiment: SentimentModel, categories: Categories, flags: FlagRules, *, version: str
     ) -> None:
         self._encoder = encoder
         self._sentiment = sentiment
@@ -79,13 +84,17 @@ class Analyzer:
     ) -> list[TextAnalysis]:
         """Analyse a batch of comments; `ratings` (CSAT 1-5) and `callbacks` feed the flag rules."""
         masked = [mask_text(t[:MAX_CHARS]) for t in texts]
+        languages = [detect_language(t) for t in masked]
         clauses = [split_clauses(t) for t in masked]
         extra = [c for parts in clauses if len(parts) > 1 for c in parts]
-        vectors = self._encoder.encode([t if t.strip() else "." for t in masked] + extra)
+        extra_languages = [languages[i] for i, parts in enumerate(clauses) if len(parts) > 1 for _ in parts]
+        inputs = [t if t.strip() else "." for t in masked]
+        vectors = self._encoder.encode(inputs + extra)
         whole, parts = vectors[: len(masked)], vectors[len(masked) :]
-        sentiments, categories = self._sentiment.predict(whole), self._categories.scores(whole)
-        part_sentiments = self._sentiment.predict(parts) if len(extra) else np.zeros((0, 3))
-        part_categories = self._categories.scores(parts) if len(extra) else np.zeros((0, 0))
+        sentiments = self._sentiment.predict(inputs, whole, languages)
+        categories = self._categories.scores(inputs, whole)
+        part_sentiments = self._sentiment.predict(extra, parts, extra_languages)
+        part_categories = self._categories.scores(extra, parts)
         results, cursor = [], 0
         for i, text in enumerate(masked):
             rating = ratings[i] if ratings else None
@@ -96,9 +105,8 @@ class Analyzer:
                     clauses[i], part_sentiments[cursor : cursor + count], part_categories[cursor : cursor + count]
                 )
                 cursor += count
-            results.append(
-                self._one(text, sentiments[i], categories[i], aspects, rating, callbacks[i] if callbacks else False)
-            )
+            callback = callbacks[i] if callbacks else False
+            results.append(self._one(text, languages[i], sentiments[i], categories[i], aspects, rating, callback))
         return results
 
     @property
@@ -107,17 +115,21 @@ class Analyzer:
 
     def sentiment_probabilities(self, texts: Sequence[str]) -> np.ndarray:
         """Sentiment probabilities of whole texts (no clauses, no flags): for evaluation."""
-        return self._sentiment.predict(self._encoder.encode([mask_text(t[:MAX_CHARS]) or "." for t in texts]))
+        inputs = [mask_text(t[:MAX_CHARS]) or "." for t in texts]
+        languages = [detect_language(t) for t in inputs]
+        return self._sentiment.predict(inputs, self._encoder.encode(inputs), languages)
 
     def top_categories(self, texts: Sequence[str]) -> list[str]:
         """The best-scoring category of each text: for evaluation."""
-        scores = self._categories.scores(self._encoder.encode([mask_text(t[:MAX_CHARS]) or "." for t in texts]))
+        inputs = [mask_text(t[:MAX_CHARS]) or "." for t in texts]
+        scores = self._categories.scores(inputs, self._encoder.encode(inputs))
         return [self._categories.labels[i] for i in scores.argmax(axis=1)]
 
     def rank(self, comment: str) -> list[tuple[str, float]]:
         """Score every category for one comment: the conversation's fast path for its follow-up question."""
-        vector = self._encoder.encode([mask_text(comment[:MAX_CHARS]) or "."])
-        return list(zip(self._categories.labels, (float(s) for s in self._categories.scores(vector)[0]), strict=True))
+        inputs = [mask_text(comment[:MAX_CHARS]) or "."]
+        scores = self._categories.scores(inputs, self._encoder.encode(inputs))[0]
+        return list(zip(self._categories.labels, (float(s) for s in scores), strict=True))
 
     def analyze_feedback(self, items: Sequence[FeedbackLike]) -> list[dict[str, Any]]:
         """The worker's entry: one JSON-friendly dict per feedback, in the fields the store keeps."""
@@ -128,7 +140,7 @@ class Analyzer:
         )
         return [_stored_fields(a, item) for a, item in zip(analyses, items, strict=True)]
 
-    def _one(self, text: str, sentiment: np.ndarray, categories: np.ndarray, aspects: list[Aspect],
+    def _one(self, text: str, language: str, sentiment: np.ndarray, categories: np.ndarray, aspects: list[Aspect],
              rating: int | None, callback: bool) -> TextAnalysis:  # fmt: skip
         labels = self._sentiment.labels
         scores = {label: round(float(p), 4) for label, p in zip(labels, sentiment, strict=True)}
@@ -136,7 +148,6 @@ class Analyzer:
             scores = _scores_from_rating(rating)
         ranked = sorted(zip(self._categories.labels, (round(float(s), 4) for s in categories), strict=True),
                         key=lambda pair: -pair[1])  # fmt: skip
-        language = detect_language(text)
         flags = evaluate_flags(
             self._flags, text=text, language=language, negative=scores.get("negative", 0.0),
             categories=dict(ranked), rating=rating, callback_requested=callback,

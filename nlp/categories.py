@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from nlp.heads import LinearHead
+from nlp.heads import Classifier, LinearHead
 from nlp.taxonomy import Category, Taxonomy
 
 TOP_ANCHORS = 2
@@ -65,8 +65,8 @@ class CategoryModel:
         )
         return similarity - similarity.mean(axis=1, keepdims=True)
 
-    def scores(self, embeddings: np.ndarray) -> np.ndarray:
-        """One score in [0, 1] per text and category."""
+    def scores(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """One score in [0, 1] per text and category (the anchors need the embeddings only)."""
         if len(embeddings) == 0:
             return np.zeros((0, len(self.labels)))
         margin = self.margins(embeddings)
@@ -83,14 +83,14 @@ class CategoryModel:
 class LabelSet:
     """A bank's own category set, trained from its labelled history: one label per comment."""
 
-    def __init__(self, head: LinearHead) -> None:
+    def __init__(self, head: Classifier) -> None:
         self._head = head
         self.labels = head.labels
 
-    def scores(self, embeddings: np.ndarray) -> np.ndarray:
+    def scores(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         if len(embeddings) == 0:
             return np.zeros((0, len(self.labels)))
-        return self._head.predict(embeddings)
+        return self._head.predict(texts, embeddings)
 
 
 def anchor_texts(category: Category) -> list[str]:

@@ -1,4 +1,5 @@
-"""Small trained layers over sentence embeddings: calibrated softmax (one label) or sigmoid (several labels).
+"""Small trained layers over sentence embeddings: calibrated softmax (one label) or sigmoid (several labels),
+and the classifier that blends an embedding head with an n-gram head.
 
 Trained with scikit-learn, applied with numpy, saved as one .npz file each: a few hundred kilobytes that ship
 in the repository, so a fresh install needs no training.
@@ -8,11 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
+
+from nlp.ngrams import NgramHead
 
 TEMPERATURES = np.geomspace(0.25, 4.0, 41)
 
@@ -105,3 +108,95 @@ def _calibrated(head: LinearHead, embeddings: np.ndarray, labels: Sequence[str])
         if loss < best_loss:
             best, best_loss = float(temperature), loss
     return LinearHead(head.labels, head.weights, head.bias, best)
+
+
+@dataclass(frozen=True)
+class Classifier:
+    """One label per text from the embedding head and, where trained, the n-gram head: probabilities blended.
+
+    Both read the same text differently (meaning against exact wording), so their average beats either alone.
+    A file with the embedding head only (the older format) loads as a classifier without n-grams.
+    """
+
+    linear: LinearHead
+    ngrams: NgramHead | None = None
+    # The embedding head's share. Fixed, not tuned on held-out data: that data shares its wording with the training
+    # set, so it favours the n-grams, which carry over worse to another domain than the embeddings do.
+    blend: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.ngrams is not None and self.ngrams.labels != self.linear.labels:
+            raise ValueError(f"the heads disagree on labels: {self.linear.labels} and {self.ngrams.labels}")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.linear.labels
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
+        """Probabilities per label, rows summing to 1."""
+        probabilities = self.linear.predict(embeddings)
+        if self.ngrams is None or len(texts) == 0:
+            return probabilities
+        return self.blend * probabilities + (1 - self.blend) * self.ngrams.predict(texts)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"labels": list(self.labels), "temperature": self.linear.temperature,
+                "multi_label": self.linear.multi_label, "blend": self.blend}  # fmt: skip
+        extra = self.ngrams.arrays() if self.ngrams is not None else {}
+        linear = {"weights": self.linear.weights.astype(np.float32), "bias": self.linear.bias.astype(np.float32)}
+        np.savez_compressed(path, meta=np.array(json.dumps(meta)), **linear, **extra)
+
+    @classmethod
+    def load(cls, path: Path) -> Classifier:
+        linear = LinearHead.load(path)
+        with np.load(path, allow_pickle=False) as data:
+            if "ngram_weights" not in data:
+                return cls(linear)
+            meta = json.loads(str(data["meta"]))
+            return cls(linear, NgramHead.from_arrays({key: data[key] for key in data.files}), float(meta["blend"]))
+
+
+@dataclass(frozen=True)
+class SentimentModel:
+    """The multilingual classifier, and a language's own where one was trained: its own data teach it more.
+
+    Texts in a language without its own classifier (or whose language is unknown) go to the multilingual one.
+    """
+
+    default: Classifier
+    by_language: dict[str, Classifier] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for language, classifier in self.by_language.items():
+            if classifier.labels != self.default.labels:
+                raise ValueError(f"the {language} sentiment labels {classifier.labels} differ from the default's")
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.default.labels
+
+    def predict(self, texts: Sequence[str], embeddings: np.ndarray, languages: Sequence[str]) -> np.ndarray:
+        """Probabilities per label, each text read by its language's classifier."""
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float64)
+        groups: dict[str, list[int]] = {}
+        for row, language in enumerate(languages):
+            groups.setdefault(language if language in self.by_language else "", []).append(row)
+        for language, rows in groups.items():
+            classifier = self.by_language.get(language, self.default)
+            out[rows] = classifier.predict([texts[i] for i in rows], embeddings[rows])
+        return out
+
+    def save(self, folder: Path) -> None:
+        self.default.save(folder / "sentiment.npz")
+        for language, classifier in self.by_language.items():
+            classifier.save(folder / f"sentiment-{language}.npz")
+
+    @classmethod
+    def load(cls, folder: Path) -> SentimentModel:
+        by_language = {path.stem.removeprefix("sentiment-"): Classifier.load(path)
+                       for path in sorted(folder.glob("sentiment-*.npz"))}  # fmt: skip
+        return cls(Classifier.load(folder / "sentiment.npz"), by_language)
+
+    def files(self, folder: Path) -> list[Path]:
+        return [folder / "sentiment.npz", *(folder / f"sentiment-{language}.npz" for language in self.by_language)]

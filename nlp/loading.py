@@ -10,7 +10,7 @@ from nlp.analyzer import Analyzer
 from nlp.categories import AnchorCurve, CategoryModel, LabelSet
 from nlp.encoder import Encoder, ModelLoadError
 from nlp.flags import FlagRules
-from nlp.heads import LinearHead
+from nlp.heads import Classifier, LinearHead, SentimentModel
 from nlp.taxonomy import Taxonomy
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
@@ -32,16 +32,16 @@ def load_analyzer(
 ) -> Analyzer:
     """Load everything the analysis needs; raises ModelLoadError saying what is missing and how to make it."""
     encoder = Encoder.load(model, cache_dir=data_dir / "models", num_threads=threads)
-    sentiment = _head(artifacts / "sentiment.npz", encoder)
+    sentiment = _sentiment(artifacts, encoder)
     meta = json.loads((artifacts / "metadata.json").read_text(encoding="utf-8"))
-    parts = [encoder.version, _digest(artifacts / "sentiment.npz")]
+    parts = [encoder.version, _digest(*sentiment.files(artifacts))]
     if category_set:
         path = category_set_path(data_dir, category_set)
         if not path.exists():
             raise ModelLoadError(
                 f"no category set {category_set!r} at {path}: train it with `closeloop nlp train-categories`"
             )
-        categories: CategoryModel | LabelSet = LabelSet(_head(path, encoder))
+        categories: CategoryModel | LabelSet = LabelSet(_classifier(path, encoder))
         parts.append(f"{category_set}-{_digest(path)}")
     else:
         head = _head(artifacts / "categories.npz", encoder)
@@ -51,17 +51,36 @@ def load_analyzer(
     return Analyzer(encoder, sentiment, categories, flags, version="+".join(parts)[:64])
 
 
-def _head(path: Path, encoder: Encoder) -> LinearHead:
+def _sentiment(folder: Path, encoder: Encoder) -> SentimentModel:
+    _classifier(folder / "sentiment.npz", encoder)  # says clearly what is missing or mismatched
+    model = SentimentModel.load(folder)
+    for classifier, path in zip([model.default, *model.by_language.values()], model.files(folder), strict=True):
+        _check_dim(classifier.linear, path, encoder)
+    return model
+
+
+def _classifier(path: Path, encoder: Encoder) -> Classifier:
     if not path.exists():
         raise ModelLoadError(f"{path} is missing: run `closeloop nlp train` to build the heads")
-    head = LinearHead.load(path)
+    classifier = Classifier.load(path)
+    _check_dim(classifier.linear, path, encoder)
+    return classifier
+
+
+def _head(path: Path, encoder: Encoder) -> LinearHead:
+    return _classifier(path, encoder).linear
+
+
+def _check_dim(head: LinearHead, path: Path, encoder: Encoder) -> None:
     if head.weights.shape[0] != encoder.dim:
         raise ModelLoadError(
             f"{path.name} was trained for {head.weights.shape[0]}-dimensional embeddings but the encoder gives "
             f"{encoder.dim}: retrain with `closeloop nlp train` for this model"
         )
-    return head
 
 
-def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+def _digest(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]

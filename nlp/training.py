@@ -19,12 +19,17 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from nlp.categories import AnchorCurve, CategoryModel
-from nlp.corpus import OWN_DATA, SOURCES, Example, dev_sets, file_digest, own_examples, public_examples
-from nlp.heads import LinearHead, train_sigmoid, train_softmax
+from nlp.corpus import OWN_DATA, SENTIMENTS, SOURCES, Example, dev_sets, file_digest, own_examples, public_examples
+from nlp.heads import Classifier, LinearHead, SentimentModel, train_sigmoid, train_softmax
+from nlp.language import detect_language
+from nlp.ngrams import train_ngrams
 from nlp.taxonomy import Taxonomy
 
 SEED = 13
 HELD_OUT = 0.1
+SENTIMENT_LANGUAGES = ("en", "zh")  # each has enough labelled text of its own
+LABEL_SET_STRENGTH = 32.0  # many labels, little noise: a weakly regularised head does best
+NGRAM_STRENGTH = 8.0
 
 
 class Encoder(Protocol):
@@ -68,18 +73,21 @@ def score(truth: Sequence[str], predicted: Sequence[str]) -> Scores:
 def train_shipped(
     data_root: Path | None, out_dir: Path, encoder: Encoder, taxonomy: Taxonomy, *, progress: Progress = print
 ) -> dict[str, Any]:
-    """Rebuild sentiment.npz, categories.npz and metadata.json in `out_dir` from licensed data only."""
+    """Rebuild the sentiment files, categories.npz and metadata.json in `out_dir` from licensed data only."""
     examples = list(own_examples())
     if data_root is not None and data_root.exists():
         examples += list(public_examples(data_root))
     progress(f"embedding {len(examples)} training texts")
     vectors = encoder.encode([e.text for e in examples])
+    progress("training the sentiment classifiers")
     sentiment, sentiment_dev = _train_sentiment(examples, vectors)
     categories, curve = _train_categories(examples, vectors, taxonomy, encoder)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sentiment.save(out_dir / "sentiment.npz")
+    for stale in out_dir.glob("sentiment-*.npz"):
+        stale.unlink()
+    sentiment.save(out_dir)
     categories.save(out_dir / "categories.npz")
-    metrics = {"sentiment_held_out": sentiment_dev.__dict__}
+    metrics = {f"sentiment_held_out_{name}": scores.__dict__ for name, scores in sentiment_dev.items()}
     if data_root is not None and data_root.exists():
         progress("evaluating on the development sets (research licences: evaluation only)")
         metrics |= evaluate_dev(data_root, encoder, sentiment)
@@ -93,13 +101,14 @@ def train_shipped(
     return metadata
 
 
-def evaluate_dev(data_root: Path, encoder: Encoder, sentiment: LinearHead) -> dict[str, Any]:
+def evaluate_dev(data_root: Path, encoder: Encoder, sentiment: SentimentModel) -> dict[str, Any]:
     results = {}
     for name, (texts, truth) in dev_sets(data_root).items():
         if len(texts) > 3000:  # a fixed sample keeps `nlp train` quick on the 21k-row Chinese set
             picks = sorted(random.Random(SEED).sample(range(len(texts)), 3000))
             texts, truth = [texts[i] for i in picks], [truth[i] for i in picks]
-        probabilities = sentiment.predict(encoder.encode(texts))
+        languages = [detect_language(text) for text in texts]
+        probabilities = sentiment.predict(texts, encoder.encode(texts), languages)
         predicted = predict_labels(sentiment.labels, probabilities, binary="binary" in name)
         results[name] = score(truth, predicted).__dict__
     return results
@@ -113,30 +122,73 @@ def predict_labels(labels: Sequence[str], probabilities: np.ndarray, *, binary: 
     return [labels[i] for i in probabilities.argmax(axis=1)]
 
 
-def train_label_set(texts: Sequence[str], labels: Sequence[str], encoder: Encoder) -> tuple[LinearHead, Scores]:
-    """A bank's own categories: a calibrated softmax head, with held-out scores to report."""
-    vectors = encoder.encode(texts)
+def train_label_set(texts: Sequence[str], labels: Sequence[str], encoder: Encoder) -> tuple[Classifier, Scores]:
+    """A bank's own categories: embedding and n-gram heads blended, with held-out scores to report."""
+    return train_classifier(texts, encoder.encode(texts), labels, strength=LABEL_SET_STRENGTH)
+
+
+def train_classifier(
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    *,
+    weights: np.ndarray | None = None,
+    strength: float,
+    ngrams: bool = True,
+) -> tuple[Classifier, Scores]:
+    """Fit on 90%, calibrate and score on the held-out 10%, then refit on everything with that temperature."""
     train, held = _split(len(texts))
-    head = train_softmax(vectors[train], [labels[i] for i in train], strength=8.0,
-                         calibration=(vectors[held], [labels[i] for i in held]))  # fmt: skip
-    held_out = score([labels[i] for i in held], predict_labels(head.labels, head.predict(vectors[held])))
-    final = train_softmax(vectors, list(labels), strength=8.0)
-    return LinearHead(final.labels, final.weights, final.bias, head.temperature), held_out
+    picked = (lambda rows: weights[rows]) if weights is not None else (lambda rows: None)
+    trial = _fit(texts, vectors, labels, train, picked(train), strength=strength, ngrams=ngrams,
+                 calibration=(vectors[held], [labels[i] for i in held]))  # fmt: skip
+    held_texts, held_labels = [texts[i] for i in held], [labels[i] for i in held]
+    held_out = score(held_labels, predict_labels(trial.labels, trial.predict(held_texts, vectors[held])))
+    everything = list(range(len(texts)))
+    final = _fit(texts, vectors, labels, everything, picked(everything), strength=strength, ngrams=ngrams)
+    linear = LinearHead(final.linear.labels, final.linear.weights, final.linear.bias, trial.linear.temperature)
+    return Classifier(linear, final.ngrams), held_out
 
 
-def _train_sentiment(examples: list[Example], vectors: np.ndarray) -> tuple[LinearHead, Scores]:
+def _fit(
+    texts: Sequence[str],
+    vectors: np.ndarray,
+    labels: Sequence[str],
+    rows: list[int],
+    weights: np.ndarray | None,
+    *,
+    strength: float,
+    ngrams: bool,
+    calibration: tuple[np.ndarray, Sequence[str]] | None = None,
+) -> Classifier:
+    chosen = [labels[i] for i in rows]
+    linear = train_softmax(vectors[rows], chosen, weights=weights, strength=strength, calibration=calibration)
+    if not ngrams:
+        return Classifier(linear)
+    return Classifier(linear, train_ngrams([texts[i] for i in rows], chosen, weights=weights, strength=NGRAM_STRENGTH))
+
+
+def _train_sentiment(examples: list[Example], vectors: np.ndarray) -> tuple[SentimentModel, dict[str, Scores]]:
+    """A multilingual classifier over embeddings, and one per language with its own data and n-grams."""
     rows = [i for i, e in enumerate(examples) if e.sentiment is not None]
-    train, held = _split(len(rows))
-    labels = [examples[i].sentiment for i in rows]
+    default, default_scores = _sentiment_classifier(examples, vectors, rows, ngrams=False)
+    scores = {"all": default_scores}
+    by_language = {}
+    for language in SENTIMENT_LANGUAGES:
+        subset = [i for i in rows if examples[i].language == language]
+        if len({examples[i].sentiment for i in subset}) == len(SENTIMENTS):
+            by_language[language], scores[language] = _sentiment_classifier(examples, vectors, subset, ngrams=True)
+    return SentimentModel(default, by_language), scores
+
+
+def _sentiment_classifier(
+    examples: list[Example], vectors: np.ndarray, rows: list[int], *, ngrams: bool
+) -> tuple[Classifier, Scores]:
     # Each source counts alike, whatever its size: 10k Chinese reviews must not drown 960 English comments.
     sizes = Counter(examples[i].source for i in rows)
     weights = np.array([len(rows) / (len(sizes) * sizes[examples[i].source]) for i in rows])
-    picked = vectors[rows]
-    head = train_softmax(picked[train], [labels[i] for i in train], weights=weights[train], strength=1.0,
-                         calibration=(picked[held], [labels[i] for i in held]))  # fmt: skip
-    held_out = score([labels[i] for i in held], predict_labels(head.labels, head.predict(picked[held])))
-    final = train_softmax(picked, labels, weights=weights, strength=1.0)
-    return LinearHead(final.labels, final.weights, final.bias, head.temperature), held_out
+    texts = [examples[i].text for i in rows]
+    labels = [str(examples[i].sentiment) for i in rows]
+    return train_classifier(texts, vectors[rows], labels, weights=weights, strength=1.0, ngrams=ngrams)
 
 
 def _train_categories(

@@ -1,0 +1,92 @@
+"""The classifier heads: n-grams beside embeddings, their blend, files without pickle, sentiment by language."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nlp.heads import Classifier, LinearHead, SentimentModel
+from nlp.ngrams import train_ngrams
+
+LABELS = ("negative", "neutral", "positive")
+TEXTS = {
+    "negative": ["the queue was awful", "awful service again", "rude and awful staff", "waited forever, awful"],
+    "neutral": ["what time do you open", "what documents do I need", "what is the branch code", "what about sunday"],
+    "positive": ["lovely helpful teller", "lovely quick service", "the staff were lovely", "lovely, thank you"],
+}
+
+
+def _corpus() -> tuple[list[str], list[str]]:
+    texts = [t for label in LABELS for t in TEXTS[label]]
+    return texts, [label for label in LABELS for _ in TEXTS[label]]
+
+
+def _constant(label: str, dim: int = 4) -> LinearHead:
+    """A head that always prefers `label`: zero weights, a bias for that label."""
+    bias = np.array([4.0 if name == label else 0.0 for name in LABELS])
+    return LinearHead(LABELS, np.zeros((dim, len(LABELS))), bias)
+
+
+def test_ngram_head_learns_the_words_of_each_label() -> None:
+    texts, labels = _corpus()
+    head = train_ngrams(texts, labels, strength=10.0)
+    assert head.labels == LABELS
+    probabilities = head.predict(["so awful", "what are your hours", "lovely people"])
+    assert [head.labels[i] for i in probabilities.argmax(axis=1)] == list(LABELS)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_two_label_ngram_head_is_a_proper_softmax() -> None:
+    texts, labels = _corpus()
+    keep = [i for i, label in enumerate(labels) if label != "neutral"]
+    head = train_ngrams([texts[i] for i in keep], [labels[i] for i in keep], strength=10.0)
+    probabilities = head.predict(["awful", "lovely"])
+    assert probabilities.shape == (2, 2)
+    assert probabilities[0, 0] > 0.5 > probabilities[1, 0]
+
+
+def test_classifier_blends_both_heads_and_round_trips_without_pickle(tmp_path: Path) -> None:
+    texts, labels = _corpus()
+    ngrams = train_ngrams(texts, labels, strength=10.0)
+    classifier = Classifier(_constant("neutral"), ngrams, blend=0.5)
+    embeddings = np.zeros((2, 4))
+    blended = classifier.predict(["awful queue", "lovely staff"], embeddings)
+    expected = 0.5 * _constant("neutral").predict(embeddings) + 0.5 * ngrams.predict(["awful queue", "lovely staff"])
+    np.testing.assert_allclose(blended, expected)
+
+    path = tmp_path / "head.npz"
+    classifier.save(path)
+    with np.load(path, allow_pickle=False) as data:  # loads with pickle refused: arrays only
+        assert "ngram_vocabulary" in data.files
+    loaded = Classifier.load(path)
+    np.testing.assert_allclose(loaded.predict(["awful queue", "lovely staff"], embeddings), blended, rtol=1e-5)
+
+
+def test_an_embedding_only_file_loads_as_a_classifier_without_ngrams(tmp_path: Path) -> None:
+    path = tmp_path / "old.npz"
+    _constant("positive").save(path)
+    loaded = Classifier.load(path)
+    assert loaded.ngrams is None
+    assert loaded.labels[int(loaded.predict(["anything"], np.zeros((1, 4))).argmax())] == "positive"
+
+
+def test_heads_with_different_labels_are_refused() -> None:
+    texts, labels = _corpus()
+    ngrams = train_ngrams(texts[:8], labels[:8], strength=1.0)  # negative and neutral only
+    with pytest.raises(ValueError, match="disagree on labels"):
+        Classifier(_constant("positive"), ngrams)
+
+
+def test_sentiment_goes_to_the_classifier_of_its_language(tmp_path: Path) -> None:
+    model = SentimentModel(Classifier(_constant("neutral")), {"zh": Classifier(_constant("negative"))})
+    texts = ["fine", "排队太久", "ok", "bonjour"]
+    probabilities = model.predict(texts, np.zeros((4, 4)), ["en", "zh", "en", "other"])
+    assert [model.labels[i] for i in probabilities.argmax(axis=1)] == ["neutral", "negative", "neutral", "neutral"]
+
+    model.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sentiment-zh.npz", "sentiment.npz"]
+    loaded = SentimentModel.load(tmp_path)
+    assert set(loaded.by_language) == {"zh"}
+    np.testing.assert_allclose(loaded.predict(texts, np.zeros((4, 4)), ["en", "zh", "en", "other"]), probabilities)
