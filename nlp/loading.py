@@ -16,6 +16,11 @@ from nlp.taxonomy import Taxonomy
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 
+def own_heads_path(data_dir: Path) -> Path:
+    """Where `closeloop nlp train` puts heads that learnt from this bank's staff corrections."""
+    return data_dir / "heads"
+
+
 def category_set_path(data_dir: Path, name: str) -> Path:
     return data_dir / "category-sets" / f"{name}.npz"
 
@@ -28,9 +33,15 @@ def load_analyzer(
     flags: FlagRules,
     category_set: str | None = None,
     threads: int | None = None,
-    artifacts: Path = ARTIFACTS,
+    artifacts: Path | None = None,
 ) -> Analyzer:
-    """Load everything the analysis needs; raises ModelLoadError saying what is missing and how to make it."""
+    """Load everything the analysis needs; raises ModelLoadError saying what is missing and how to make it.
+
+    The bank's own heads (trained with its staff corrections) win over the shipped ones once they exist.
+    """
+    if artifacts is None:
+        own = own_heads_path(data_dir)
+        artifacts = own if (own / "metadata.json").exists() else ARTIFACTS
     encoder = Encoder.load(model, cache_dir=data_dir / "models", num_threads=threads)
     sentiment = _sentiment(artifacts, encoder)
     meta = json.loads((artifacts / "metadata.json").read_text(encoding="utf-8"))

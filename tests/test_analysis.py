@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -12,8 +14,9 @@ from config.app import load_analysis, load_catalog
 from config.cli import main
 from config.settings import load_settings
 from config.worker import AnalysisWorker
-from store.analysis_queue import pending_count
-from store.models import Analysis, Branch, Conversation, Feedback
+from store import Database, upgrade
+from store.analysis_queue import pending_count, record_correction
+from store.models import Analysis, Branch, Conversation, Feedback, StaffUser
 
 
 @pytest.fixture(scope="session")
@@ -177,3 +180,44 @@ def test_cli_names_a_missing_column_and_bad_bytes(tmp_path, capsys):
         == 2
     )
     assert "not UTF-8 text" in capsys.readouterr().err
+
+
+def test_staff_corrections_feed_the_next_train_and_those_heads_are_used(model_dir, tmp_path, monkeypatch, capsys):
+    """`nlp train` reads the corrections, writes the bank's own heads to its data dir, and the loader prefers them."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    (model_dir / "models").mkdir(exist_ok=True)
+    (data_dir / "models").symlink_to(model_dir / "models")  # the converted encoder, not converted again
+    monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(data_dir))
+    settings = load_settings({"CLOSELOOP_DATA_DIR": str(data_dir)})
+    shipped = load_analysis(settings, load_catalog(settings)).version
+
+    async def correct() -> None:
+        database = Database(settings.database_url)
+        try:
+            await upgrade(database)
+            await add_feedback(database, ["the coffee machine in the lobby is broken", "ok i guess"])
+            async with database.sessions() as session, session.begin():
+                staff = StaffUser(username="amy", display_name="Amy", role="staff", scope_kind="all", password_hash="x")
+                session.add(staff)
+            await record_correction(database, 1, staff.id, sentiment="neutral", categories=[])
+            await record_correction(database, 1, staff.id, sentiment="negative", categories=["branch_environment"])
+            await record_correction(database, 2, staff.id, sentiment="mixed", categories=[])
+        finally:
+            await database.dispose()
+
+    asyncio.run(correct())
+    empty = tmp_path / "no-public-data"
+    empty.mkdir()
+    assert main(["nlp", "train", "--data", str(empty)]) == 0
+    assert f"2 staff corrections; writing the heads to {data_dir / 'heads'}" in capsys.readouterr().out
+    metadata = json.loads((data_dir / "heads" / "metadata.json").read_text(encoding="utf-8"))
+    [record] = [d for d in metadata["data"] if d["source"] == "corrections"]
+    assert record["rows"] == 2
+    assert load_analysis(settings, load_catalog(settings)).version != shipped, "the bank's own heads are in use"
+
+
+def test_asking_for_corrections_without_a_database_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(tmp_path))
+    assert main(["nlp", "train", "--corrections"]) == 2
+    assert "the database has no tables yet" in capsys.readouterr().err
