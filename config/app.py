@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -24,6 +25,16 @@ from config.settings import Settings
 from config.worker import AnalysisWorker
 from nlp.flags import FlagRules
 from nlp.taxonomy import Taxonomy
+from reporting.delivery import (
+    DeliveryError,
+    Mailer,
+    Notifier,
+    OutboxDispatcher,
+    SmtpOptions,
+    TelegramSender,
+    WebhookOptions,
+    WebhookSender,
+)
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from web.app import create_web_app
 from web.keys import DATABASE
@@ -32,6 +43,7 @@ log = logging.getLogger(__name__)
 
 VERSION = version("closeloop")
 WEBHOOK_PATH = "/telegram/webhook"
+NOTIFIER = web.AppKey("notifier", Notifier)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +155,38 @@ async def _telegram_context(settings: Settings, app: web.Application) -> AsyncIt
         await channel.stop()
 
 
+async def _delivery_context(settings: Settings, app: web.Application) -> AsyncIterator[None]:
+    """E-mail and Telegram for alerts and digests, and the signed-webhook outbox for integrations."""
+    async with contextlib.AsyncExitStack() as stack:
+        smtp, webhook = settings.smtp, settings.webhook
+        mailer = None
+        if smtp.host:
+            password = smtp.password.get_secret_value() if smtp.password else None
+            mailer = Mailer(SmtpOptions(host=smtp.host, sender=str(smtp.sender), port=smtp.port, security=smtp.security,
+                                        username=smtp.username, password=password, timeout=smtp.timeout))  # fmt: skip
+        telegram = None
+        if settings.telegram.token is not None:
+            sender = TelegramSender(settings.telegram.token.get_secret_value(), api_url=settings.telegram.api_url)
+            try:
+                telegram = await stack.enter_async_context(sender)
+            except DeliveryError as exc:  # alerts wait; the survey must still start
+                log.error("Telegram alerts and digests are off until a restart: %s", exc)
+        app[NOTIFIER] = Notifier(app[DATABASE], mailer=mailer, telegram=telegram)
+        if webhook.url and webhook.secret:
+            options = WebhookOptions(webhook.url, webhook.secret.get_secret_value(), webhook.timeout,
+                                     webhook.max_attempts)  # fmt: skip
+            poster = await stack.enter_async_context(WebhookSender(options))
+            stop = asyncio.Event()
+            task = asyncio.create_task(OutboxDispatcher(app[DATABASE], poster).run(stop), name="webhook-outbox")
+            stack.push_async_callback(partial(_stop_task, stop, task))
+        yield
+
+
+async def _stop_task(stop: asyncio.Event, task: asyncio.Task) -> None:
+    stop.set()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 def load_analysis(settings: Settings, catalog: Catalog, *, category_set: str | None = None):
     """The NLP analyzer for these settings (imports torch: call it off the event loop)."""
     from nlp.loading import load_analyzer
@@ -187,6 +231,7 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
         partial(_database_context, settings, catalog),
         partial(_engine_context, settings, catalog),
         partial(_telegram_context, settings),
+        partial(_delivery_context, settings),
         partial(_worker_context, settings, catalog),
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)

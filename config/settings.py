@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
+from datetime import time
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -85,6 +86,78 @@ class NlpSettings(Section):
     threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the model; empty: all cores")
 
 
+class SmtpSettings(Section):
+    host: str | None = Field(None, description="SMTP server for e-mailed digests and alerts; empty: no e-mail")
+    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 for starttls, 465 for tls, 25 for none)")
+    security: Literal["none", "starttls", "tls"] = Field(
+        "starttls", description="none, starttls (upgrade a plain connection; refuse if not offered) or tls"
+    )
+    username: str | None = Field(None, description="SMTP login; empty: send without logging in")
+    password: SecretStr | None = Field(None, description="SMTP password")
+    sender: str | None = Field(
+        None, description="the From address, e.g. Closeloop <closeloop@bank.example>; needed when host is set"
+    )
+    timeout: float = Field(30.0, gt=0, le=600, description="seconds to wait for the SMTP server at each step")
+
+    @model_validator(mode="after")
+    def _complete(self) -> SmtpSettings:
+        if self.host and not self.sender:
+            raise ValueError("e-mail needs a sender address (CLOSELOOP_SMTP_SENDER)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("set both username and password (CLOSELOOP_SMTP_USERNAME, CLOSELOOP_SMTP_PASSWORD)")
+        return self
+
+
+class WebhookSettings(Section):
+    url: str | None = Field(
+        None, description="URL that receives case and ticket events as signed JSON POSTs; empty: no webhook"
+    )
+    secret: SecretStr | None = Field(None, description="key of the X-Closeloop-Signature HMAC; needed when url is set")
+    timeout: float = Field(10.0, gt=0, le=300, description="seconds to wait for the receiver to answer")
+    max_attempts: int = Field(10, ge=1, le=100, description="attempts per event before it is marked failed")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    @model_validator(mode="after")
+    def _url_needs_secret(self) -> WebhookSettings:
+        if self.url and self.secret is None:
+            raise ValueError("the webhook needs a secret to sign events (CLOSELOOP_WEBHOOK_SECRET)")
+        return self
+
+
+Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+AlertChannel = Literal["telegram", "email"]
+
+
+class ReportingSettings(Section):
+    min_responses: int = Field(
+        10, ge=1, description="fewest responses behind a shown figure; smaller groups are hidden (privacy, noise)"
+    )
+    digest_weekday: Weekday = Field("monday", description="day the weekly digest goes out")
+    digest_time: time = Field(time(8, 0), description="local time (CLOSELOOP_TIMEZONE) the weekly digest goes out")
+    case_alert_channels: tuple[AlertChannel, ...] = Field(
+        ("telegram", "email"), description="channels that carry new-case alerts, comma-separated; empty list: none"
+    )
+
+    @field_validator("digest_weekday", mode="before")
+    @classmethod
+    def _lower_weekday(cls, value: Any) -> Any:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("case_alert_channels", mode="before")
+    @classmethod
+    def _split_channels(cls, value: Any) -> Any:
+        # An environment variable can only carry a string: "telegram,email".
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
+
+
 class FilesSettings(Section):
     branches: Path = Field(PACKAGE_DIR / "branches.toml", description="branches and counters")
     survey: Path = Field(PACKAGE_DIR / "survey.toml", description="the conversation script")
@@ -101,6 +174,9 @@ class Settings(Section):
     telegram: TelegramSettings = TelegramSettings()
     privacy: PrivacySettings = PrivacySettings()
     nlp: NlpSettings = NlpSettings()
+    smtp: SmtpSettings = SmtpSettings()
+    webhook: WebhookSettings = WebhookSettings()
+    reporting: ReportingSettings = ReportingSettings()
     files: FilesSettings = FilesSettings()
 
     @field_validator("timezone")
@@ -201,9 +277,14 @@ def _describe(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> s
     lines = []
     for error in exc.errors():
         loc = tuple(str(part) for part in error["loc"])
-        origin = origins.get(loc) or origins.get(loc[:1]) or "defaults"
-        if origin == "environment":
-            where = f"environment variable {ENV_PREFIX}{'_'.join(loc).upper()}"
+        # A list item's index is not part of a variable's name: CLOSELOOP_X_Y, not CLOSELOOP_X_Y_1.
+        keys = tuple(part for part in loc if not part.isdigit())
+        origin = origins.get(keys) or origins.get(loc[:1]) or "defaults"
+        if len(keys) == 1 and _is_section(keys[0]):
+            # A rule across a section's keys (a host needs a sender): the message names the variables itself.
+            where = f"settings [{keys[0]}]" if origin == "environment" else f"{origin}: [{keys[0]}]"
+        elif origin == "environment":
+            where = f"environment variable {ENV_PREFIX}{'_'.join(keys).upper()}"
         else:
             where = f"{origin}: key {'.'.join(loc)}"
         message = error["msg"].removeprefix("Value error, ")
@@ -213,6 +294,11 @@ def _describe(exc: ValidationError, origins: Mapping[tuple[str, ...], str]) -> s
             message += f" (got {error['input']!r})"
         lines.append(f"{where}: {message}")
     return "\n".join(lines)
+
+
+def _is_section(name: str) -> bool:
+    field = Settings.model_fields.get(name)
+    return field is not None and isinstance(field.annotation, type) and issubclass(field.annotation, Section)
 
 
 def _suggest(loc: tuple[str, ...]) -> str:
@@ -244,5 +330,9 @@ def describe_settings() -> list[tuple[str, str, str]]:
         shown = "" if default is None else str(default)
         if isinstance(default, Path) and default.is_absolute():
             shown = f"config/{default.name}"
+        elif isinstance(default, tuple):
+            shown = ",".join(map(str, default))  # as the variable is written
+        elif isinstance(default, time):
+            shown = default.strftime("%H:%M")
         rows.append((name, shown, field.description or ""))
     return rows
