@@ -25,6 +25,8 @@ from config.settings import Settings
 from config.worker import AnalysisWorker
 from nlp.flags import FlagRules
 from nlp.taxonomy import Taxonomy
+from reporting.alerts import AlertOptions
+from reporting.cases import run_case_jobs
 from reporting.delivery import (
     DeliveryError,
     Mailer,
@@ -187,6 +189,28 @@ async def _stop_task(stop: asyncio.Event, task: asyncio.Task) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def alert_options(settings: Settings, catalog: Catalog) -> AlertOptions:
+    """How case alerts read: the time zone, the console's address and the operator's names in both languages."""
+    return AlertOptions(
+        timezone=settings.timezone,
+        public_url=settings.public_url,
+        channels=frozenset(settings.reporting.case_alert_channels),
+        category_names={c.id: {"en": c.name.en, "zh": c.name.zh} for c in catalog.taxonomy.categories},
+        flag_names={f.id: {"en": f.name.en, "zh": f.name.zh} for f in catalog.flags.flags},
+    )
+
+
+async def _case_jobs_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    """Escalate cases past their SLA and send staff alerts, in the background."""
+    stop = asyncio.Event()
+    jobs = run_case_jobs(app[DATABASE], app[NOTIFIER], alert_options(settings, catalog), stop)
+    task = asyncio.create_task(jobs, name="case-jobs")
+    try:
+        yield
+    finally:
+        await _stop_task(stop, task)
+
+
 def load_analysis(settings: Settings, catalog: Catalog, *, category_set: str | None = None):
     """The NLP analyzer for these settings (imports torch: call it off the event loop)."""
     from nlp.loading import load_analyzer
@@ -232,6 +256,7 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
         partial(_engine_context, settings, catalog),
         partial(_telegram_context, settings),
         partial(_delivery_context, settings),
+        partial(_case_jobs_context, settings, catalog),
         partial(_worker_context, settings, catalog),
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)

@@ -12,8 +12,16 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from reporting.cases import open_cases
 from store import Database
-from store.analysis_queue import AnalysisResult, PendingFeedback, claim_pending, record_failure, store_results
+from store.analysis_queue import (
+    AnalysisResult,
+    OnStored,
+    PendingFeedback,
+    claim_pending,
+    record_failure,
+    store_results,
+)
 from store.models import utcnow
 
 log = logging.getLogger(__name__)
@@ -33,8 +41,11 @@ class AnalysisWorker:
         *,
         batch_size: int = 32,
         idle_seconds: float = 1.0,
+        on_stored: OnStored | None = open_cases,
     ) -> None:
         self._db = database
+        # Runs in the transaction that stores each batch: a flagged comment's case commits with its analysis.
+        self._on_stored = on_stored
         self._load = load_analyzer
         self._batch_size = batch_size
         self._idle = idle_seconds
@@ -77,7 +88,7 @@ class AnalysisWorker:
             AnalysisResult(feedback_id=p.id, model_version=analyzer.version, **output)
             for p, output in zip(batch, outputs, strict=True)
         ]
-        await store_results(self._db, results)
+        await store_results(self._db, results, on_stored=self._on_stored)
         log.info("analysed %d feedback with %s", len(batch), analyzer.version)
         return len(batch)
 

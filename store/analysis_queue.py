@@ -7,7 +7,7 @@ a growing back-off: feedback is never lost, only retried later.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.database import Database
 from store.models import Analysis, AnalysisStatus, Feedback, LabelCorrection, Sentiment
@@ -46,6 +47,10 @@ class AnalysisResult:
     flags: list[dict[str, Any]]
 
 
+# Called inside store_results' transaction with the newly stored results; it must not commit.
+OnStored = Callable[[AsyncSession, Sequence[AnalysisResult]], Awaitable[object]]
+
+
 async def claim_pending(db: Database, *, limit: int, now: datetime) -> list[PendingFeedback]:
     """Take up to `limit` due feedback rows, leasing them so no other worker takes them meanwhile."""
     due = and_(
@@ -62,19 +67,26 @@ async def claim_pending(db: Database, *, limit: int, now: datetime) -> list[Pend
         return [PendingFeedback(r.id, r.comment, r.language, r.csat, r.callback_requested) for r in rows]
 
 
-async def store_results(db: Database, results: Sequence[AnalysisResult]) -> None:
-    """Store the analyses and mark their feedback done, in one transaction; a rerun replaces nothing."""
+async def store_results(db: Database, results: Sequence[AnalysisResult], *, on_stored: OnStored | None = None) -> None:
+    """Store the analyses and mark their feedback done, in one transaction; a rerun replaces nothing.
+
+    ``on_stored`` runs inside that transaction with the results actually inserted (not those a rerun skipped),
+    so what it writes (a case for a flagged comment) commits or rolls back together with the analyses.
+    """
     if not results:
         return
     async with db.writing(), db.sessions() as session, session.begin():
         insert = postgresql_insert if db.dialect == "postgresql" else sqlite_insert
         statement = insert(Analysis).values([_row(r) for r in results])
-        await session.execute(statement.on_conflict_do_nothing(index_elements=["feedback_id", "model_version"]))
+        statement = statement.on_conflict_do_nothing(index_elements=["feedback_id", "model_version"])
+        inserted = set(await session.scalars(statement.returning(Analysis.feedback_id)))
         await session.execute(
             update(Feedback)
             .where(Feedback.id.in_([r.feedback_id for r in results]))
             .values(analysis_status=AnalysisStatus.DONE, analysis_error=None, next_analysis_at=None)
         )
+        if on_stored is not None:
+            await on_stored(session, [r for r in results if r.feedback_id in inserted])
 
 
 async def record_failure(db: Database, feedback_ids: Sequence[int], error: str, *, now: datetime) -> None:

@@ -227,6 +227,18 @@ async def test_a_due_event_is_delivered_once_and_marked(db, receiver):
     assert (row.attempts, row.last_error) == (1, None)
 
 
+async def test_staff_alerts_in_the_outbox_never_go_to_the_webhook(db, receiver):
+    """Alert rows share the table but belong to the alert dispatcher: the webhook must neither send nor mark them."""
+    hook, url = receiver
+    [alert_id] = await add_events(db, 1, topic="alert.case_opened")
+    [event_id] = await add_events(db, 1, topic="case.opened")
+    async with sender_for(url) as sender:
+        assert await OutboxDispatcher(db, sender).dispatch_once() == 1
+    assert hook.requests == [event_id]
+    alert = await outbox_row(db, alert_id)
+    assert (alert.delivered_at, alert.attempts) == (None, 0)
+
+
 async def test_a_failing_receiver_is_retried_with_growing_back_off_then_delivered_once(db, receiver):
     hook, url = receiver
     hook.fail_next = 2

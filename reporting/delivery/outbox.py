@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 _TOPIC = re.compile(r"[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 LEASE_MARGIN = timedelta(seconds=60)  # database time on top of the senders' own timeouts
 GAVE_UP = "gave up after"
+# Staff alerts live in this table too (written in the same transaction as their case); the alert dispatcher sends
+# them, never the webhook.
+ALERT_PREFIX = "alert."
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,7 @@ class OutboxDispatcher:
         """Lease up to ``batch_size`` due rows and count the attempt, so no other dispatcher takes them meanwhile."""
         now = self._clock()
         due = (
+            ~OutboxMessage.topic.startswith(ALERT_PREFIX),  # staff alerts share the table; their own dispatcher
             OutboxMessage.delivered_at.is_(None),
             OutboxMessage.next_attempt_at <= now,
             OutboxMessage.attempts < self._max_attempts,
