@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from reporting.cases import open_cases
-from store import Database
+from store import Database, StoreError
 from store.analysis_queue import (
     AnalysisResult,
     OnStored,
@@ -65,7 +67,13 @@ class AnalysisWorker:
             self._analyzer = await loop.run_in_executor(self._executor, self._load)
             log.info("analysis worker ready (model %s)", self._analyzer.version)
             while not stop.is_set():
-                if not await self.run_once():
+                try:
+                    done = await self.run_once()
+                except (StoreError, SQLAlchemyError, OSError) as exc:
+                    # The database went away mid-way: the claimed rows come back when their lease ends; wait, retry.
+                    log.warning("analysis worker: the database failed (%s); trying again shortly", exc)
+                    done = 0
+                if not done:
                     await self._pause(stop)
         finally:
             self._executor.shutdown(wait=True, cancel_futures=True)

@@ -221,3 +221,39 @@ def test_asking_for_corrections_without_a_database_is_a_clear_error(tmp_path, mo
     monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(tmp_path))
     assert main(["nlp", "train", "--corrections"]) == 2
     assert "the database has no tables yet" in capsys.readouterr().err
+
+
+class FixedAnalyzer:
+    """Stands in for the model (not under test here): every comment reads as a neutral, unflagged one."""
+
+    version = "fixed"
+
+    def analyze_feedback(self, items):
+        return [
+            {"language": "en", "sentiment": "neutral", "sentiment_scores": {"neutral": 1.0}, "categories": [],
+             "aspects": [], "flags": []}
+            for _ in items
+        ]  # fmt: skip
+
+
+async def test_the_worker_outlives_a_database_failure_and_finishes_the_work(db):
+    """The feedback table vanishes mid-run (as a failing database would): the worker waits, then catches up."""
+    await add_feedback(db, ["first"])
+    worker = AnalysisWorker(db, FixedAnalyzer, batch_size=5, idle_seconds=0.05)
+    async with db.engine.begin() as conn:
+        await conn.exec_driver_sql("ALTER TABLE feedback RENAME TO feedback_away")
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    try:
+        await asyncio.sleep(0.5)
+        assert not task.done(), "a database error must not end the worker"
+        async with db.engine.begin() as conn:
+            await conn.exec_driver_sql("ALTER TABLE feedback_away RENAME TO feedback")
+        async with asyncio.timeout(10):
+            while await pending_count(db):
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await task
+    async with db.sessions() as session:
+        assert (await session.scalars(select(Analysis.model_version))).all() == ["fixed"]
