@@ -17,6 +17,7 @@ from bot.channels.telegram import TelegramStartError
 from config.app import VERSION, Catalog, create_app, load_catalog, open_database
 from config.errors import ConfigError
 from config.nlp_commands import nlp, worker
+from config.report_commands import export
 from config.settings import Settings, describe_settings, load_settings
 from store import StoreError, current_revision, head_revision, upgrade
 
@@ -174,6 +175,7 @@ def qr(settings: Settings, branch: str, counter: str | None, out_dir: Path) -> N
 
 cli.add_command(nlp)
 cli.add_command(worker)
+cli.add_command(export)
 
 
 async def serve(settings: Settings, catalog: Catalog) -> None:

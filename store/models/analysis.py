@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, false
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from store.models.base import NOW, Base, JSONType, StrEnumType, utcnow
@@ -16,7 +16,10 @@ class Analysis(Base):
     """One model version's reading of one feedback comment; re-analysis adds a row, never overwrites."""
 
     __tablename__ = "analyses"
-    __table_args__ = (UniqueConstraint("feedback_id", "model_version"),)
+    __table_args__ = (
+        UniqueConstraint("feedback_id", "model_version"),
+        Index("ix_analyses_feedback_latest", "feedback_id", "id"),  # the latest analysis of each feedback
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     feedback_id: Mapped[int] = mapped_column(ForeignKey("feedback.id", ondelete="CASCADE"))

@@ -19,6 +19,7 @@ class Case(Base):
     __table_args__ = (
         Index("ix_cases_branch_status", "branch_id", "status"),
         Index("ix_cases_status_sla", "status", "sla_due_at"),
+        Index("ix_cases_created", "created_at"),  # cases opened in a period
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

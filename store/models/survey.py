@@ -35,6 +35,7 @@ class Conversation(Base):
     __table_args__ = (
         Index("ix_conversations_respondent_status", "respondent_id", "status"),
         Index("ix_conversations_status_updated", "status", "updated_at"),
+        Index("ix_conversations_started", "started_at"),  # conversations started in a period
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -106,6 +107,7 @@ class Feedback(Base):
         # The NLP worker claims rows by status and due time; reports scan a branch over a period.
         Index("ix_feedback_analysis_queue", "analysis_status", "next_analysis_at"),
         Index("ix_feedback_branch_submitted", "branch_id", "submitted_at"),
+        Index("ix_feedback_submitted", "submitted_at"),  # bank-wide reports over a period
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -136,7 +138,10 @@ class SurveyStart(Base):
     """
 
     __tablename__ = "survey_starts"
-    __table_args__ = (UniqueConstraint("branch_id", "counter_code", "channel", "day"),)
+    __table_args__ = (
+        UniqueConstraint("branch_id", "counter_code", "channel", "day"),
+        Index("ix_survey_starts_day", "day"),  # link opens over a period
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     branch_id: Mapped[int] = mapped_column(ForeignKey("branches.id"))
