@@ -15,6 +15,7 @@ from aiohttp import web
 
 from bot.channels.telegram import TelegramStartError
 from config.app import VERSION, Catalog, create_app, load_catalog, open_database
+from config.digest_commands import digest, manager
 from config.errors import ConfigError
 from config.nlp_commands import nlp, worker
 from config.report_commands import export
@@ -176,6 +177,8 @@ def qr(settings: Settings, branch: str, counter: str | None, out_dir: Path) -> N
 cli.add_command(nlp)
 cli.add_command(worker)
 cli.add_command(export)
+cli.add_command(digest)
+cli.add_command(manager)
 
 
 async def serve(settings: Settings, catalog: Catalog) -> None:
