@@ -28,6 +28,7 @@ from nlp.flags import Priority
 from reporting.alerts import ESCALATED, OPENED, AlertDispatcher, AlertOptions, queue_alert
 from reporting.delivery.notifier import Notifier
 from reporting.delivery.outbox import add_event
+from reporting.scope import staff_covers
 from store import Database
 from store.analysis_queue import AnalysisResult
 from store.models import (
@@ -38,7 +39,6 @@ from store.models import (
     CasePriority,
     CaseStatus,
     Feedback,
-    ScopeKind,
     StaffUser,
     utcnow,
 )
@@ -317,12 +317,7 @@ async def _staff(session: AsyncSession, user_id: int, branch: Branch, *, role: s
     user = await session.get(StaffUser, user_id)
     if user is None or not user.is_active:
         raise CaseAccessError(f"{role} {user_id}: no such active staff user")
-    covers = (
-        user.scope_kind == ScopeKind.ALL
-        or (user.scope_kind == ScopeKind.REGION and user.scope_value == branch.region)
-        or (user.scope_kind == ScopeKind.BRANCH and user.scope_value == branch.code)
-    )
-    if not covers:
+    if not staff_covers(user, branch):
         raise CaseAccessError(f"{role} {user_id} is not responsible for branch {branch.code}")
     return user
 

@@ -8,7 +8,7 @@ from typing import Literal
 from sqlalchemy import select
 
 from store import Database
-from store.models import Branch, Counter
+from store.models import Branch, Counter, ScopeKind, StaffUser
 
 Dimension = Literal["all", "region", "branch", "counter"]
 DIMENSIONS: tuple[Dimension, ...] = ("all", "region", "branch", "counter")
@@ -140,3 +140,12 @@ def _listing(names: list[str], limit: int = 10) -> str:
         return "none"
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def staff_covers(user: StaffUser, branch: Branch) -> bool:
+    """Whether a staff user's scope (everything, their region, their branch) takes in this branch."""
+    return (
+        user.scope_kind == ScopeKind.ALL
+        or (user.scope_kind == ScopeKind.REGION and user.scope_value == branch.region)
+        or (user.scope_kind == ScopeKind.BRANCH and user.scope_value == branch.code)
+    )

@@ -26,8 +26,9 @@ from reporting.complaints import GroupCounts, TicketRules, rate_change, window_c
 from reporting.delivery.outbox import add_event
 from reporting.figures import compare_figures, share
 from reporting.grouping import ACTIVE, GroupingResult, lock_ticket, run_grouping, ticket_payload
+from reporting.scope import staff_covers
 from store import Database
-from store.models import Branch, ScopeKind, StaffUser, Ticket, TicketEvent, TicketStatus, utcnow
+from store.models import Branch, StaffUser, Ticket, TicketEvent, TicketStatus, utcnow
 
 __all__ = [
     "GroupingResult",
@@ -232,12 +233,7 @@ async def _editing(db: Database, ticket_id: int, actor_id: int) -> AsyncIterator
         user = await session.get(StaffUser, actor_id)
         if user is None or not user.is_active:
             raise TicketAccessError(f"staff user {actor_id}: no such active staff user")
-        covers = (
-            user.scope_kind == ScopeKind.ALL
-            or (user.scope_kind == ScopeKind.REGION and user.scope_value == branch.region)
-            or (user.scope_kind == ScopeKind.BRANCH and user.scope_value == branch.code)
-        )
-        if not covers:
+        if not staff_covers(user, branch):
             raise TicketAccessError(f"staff user {actor_id} is not responsible for branch {branch.code}")
         yield session, ticket, branch
 
