@@ -4,7 +4,6 @@
     digest = await build_digest(db, Scope.of_branch("B01"), week, min_responses=10, category_names=names)
 
 Plain data out; reporting.render turns it into e-mail, PDF and Telegram text, reporting.charts into images.
-Also the manager side of Telegram invites: `redeem_invite`, which the bot calls for a /start mgr-<code>.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from nlp.masking import mask_text
 from reporting.aggregates import is_latest_analysis
@@ -29,10 +28,7 @@ from store.models import (
     Branch,
     Case,
     CaseStatus,
-    DeliveryChannel,
     Feedback,
-    Subscription,
-    SubscriptionPurpose,
     Ticket,
     TicketStatus,
 )
@@ -43,7 +39,6 @@ HEADLINE_FIGURES = ("csat", "nps", "ces", "completion_rate", "sentiment.positive
 MOVERS = 3
 QUOTES_PER_CATEGORY = 2
 QUOTE_CHARS = 240
-INVITE_PREFIX = "mgr-"
 OPEN_CASE = (CaseStatus.NEW, CaseStatus.ACKNOWLEDGED, CaseStatus.IN_PROGRESS)
 CLOSED_TICKET = (TicketStatus.RESOLVED, TicketStatus.VERIFIED)
 Names = Mapping[str, Mapping[str, str]]  # id -> {"en": ..., "zh": ...}
@@ -319,29 +314,3 @@ async def _branch_categories(db: Database, reports: Sequence[MetricsReport]) -> 
             code = report.scope.branch or ""
             rows.append(BranchCategories(code, names.get(code, {"en": code, "zh": code}), counts))
     return tuple(rows)
-
-
-async def redeem_invite(db: Database, code: str, chat_id: int | str) -> Subscription | None:
-    """Bind the Telegram chat to the digest subscription whose invite code this is; None for an unknown code.
-
-    The bot calls it for "/start mgr-<code>" (with or without the prefix). The code is single-use: it is cleared
-    in the same UPDATE that sets the address, so two chats racing for one code cannot both get it.
-    """
-    code = code.strip().removeprefix(INVITE_PREFIX)
-    if not code:
-        return None
-    async with db.writing(), db.sessions() as session, session.begin():
-        result = await session.execute(
-            update(Subscription)
-            .where(
-                Subscription.invite_code == code,
-                Subscription.channel == DeliveryChannel.TELEGRAM,
-                Subscription.purpose == SubscriptionPurpose.DIGEST,
-            )
-            .values(address=str(chat_id), invite_code=None, is_active=True)
-            .returning(Subscription.id)
-        )
-        subscription_id = result.scalar_one_or_none()
-        if subscription_id is None:
-            return None
-        return await session.get(Subscription, subscription_id)

@@ -13,9 +13,9 @@ from sqlalchemy import select
 
 from config.digest_commands import digest, manager
 from config.settings import Settings, load_settings
-from reporting.digest import redeem_invite
 from store import Database
 from store.models import DeliveryChannel, ScopeKind, Subscription, SubscriptionPurpose
+from store.subscriptions import redeem_invite
 
 COMMANDS = click.Group("closeloop", commands=[digest, manager])
 
