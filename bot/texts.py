@@ -112,6 +112,21 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "I only take feedback in a private chat. Please message me directly.",
         "zh": "我只在私聊中收集意见，请直接私信我。",
     },
+    "invite_accepted": {
+        "en": "Welcome! You will receive the weekly digest for {scope} here in this chat.",
+        "zh": "欢迎！您将在此对话中收到{scope}的每周简报。",
+    },
+    "invite_invalid": {
+        "en": "This invite link is not valid or was already used; ask for a new one.",
+        "zh": "此邀请链接无效或已被使用，请重新申请一个。",
+    },
+    "invite_failure": {
+        "en": "Sorry, something went wrong on our side. Please open the invite link again in a minute.",
+        "zh": "抱歉，系统出了点问题。请稍后重新打开邀请链接。",
+    },
+    "scope_branch": {"en": "branch {value}", "zh": "网点「{value}」"},
+    "scope_region": {"en": "region {value}", "zh": "区域「{value}」"},
+    "scope_all": {"en": "the whole bank", "zh": "全行"},
 }
 
 

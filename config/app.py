@@ -148,7 +148,7 @@ async def _telegram_context(settings: Settings, app: web.Application) -> AsyncIt
         # SQLite has one writer: a few lanes keep it busy; more would only queue for its lock.
         lanes=4 if app[DATABASE].dialect == "sqlite" else 8,
     )
-    channel = TelegramChannel(app[ENGINE], options)
+    channel = TelegramChannel(app[ENGINE], options, database=app[DATABASE])
     await channel.start()
     app[TELEGRAM] = channel
     try:

@@ -32,9 +32,11 @@ from telegram.constants import ChatType
 from telegram.error import BadRequest, Forbidden, TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder, ContextTypes, TypeHandler
 
+from bot.channels import invites
 from bot.engine import ConversationUnavailableError, Engine
 from bot.events import Incoming, Kind, Reply
 from bot.texts import TEXTS, pick_language, text
+from store import Database
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,10 @@ class TelegramStartError(Exception):
 
 
 class TelegramChannel:
-    def __init__(self, engine: Engine, options: TelegramOptions) -> None:
+    def __init__(self, engine: Engine, options: TelegramOptions, *, database: Database | None = None) -> None:
+        """Serve customers through `engine`; with a `database`, also bind managers' chats by invite code."""
         self._engine = engine
+        self._invites = invites.Invites(database, CHANNEL) if database is not None else None
         self.options = options
         self.application = _build_application(options)
         self.application.add_handler(TypeHandler(Update, self._on_polled_update))
@@ -217,6 +221,13 @@ class TelegramChannel:
             if update.message is not None and _command_of(update.message) is not None:
                 return chat.id, [Reply(text("group_only_private", pick_language(user.language_code)))]
             return chat.id, []
+        code = invites.invite_code_of(_command_of(update.message)) if update.message is not None else None
+        if code is not None and self._invites is not None:
+            # A manager's invite is answered here: it is not feedback, and the engine knows no managers.
+            language = pick_language(user.language_code)
+            return chat.id, await self._invites.redeem(
+                code, event_id=str(update.update_id), chat=chat.id, language=language
+            )
         event = _to_event(update)
         if event is None:
             return None
