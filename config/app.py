@@ -9,8 +9,10 @@ import os
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from importlib.metadata import version
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -39,13 +41,18 @@ from reporting.delivery import (
 )
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from web.app import create_web_app
+from web.console import add_console_routes
 from web.keys import DATABASE
+
+if TYPE_CHECKING:
+    from reporting.ticket_jobs import TicketJobOptions
 
 log = logging.getLogger(__name__)
 
 VERSION = version("closeloop")
 WEBHOOK_PATH = "/telegram/webhook"
 NOTIFIER = web.AppKey("notifier", Notifier)
+ANALYSIS_WORKER = web.AppKey("analysis_worker", AnalysisWorker)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,13 +196,18 @@ async def _stop_task(stop: asyncio.Event, task: asyncio.Task) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+def category_names(catalog: Catalog) -> dict[str, dict[str, str]]:
+    """Category ids to their English and Chinese names, from the taxonomy file."""
+    return {c.id: {"en": c.name.en, "zh": c.name.zh} for c in catalog.taxonomy.categories}
+
+
 def alert_options(settings: Settings, catalog: Catalog) -> AlertOptions:
     """How case alerts read: the time zone, the console's address and the operator's names in both languages."""
     return AlertOptions(
         timezone=settings.timezone,
         public_url=settings.public_url,
         channels=frozenset(settings.reporting.case_alert_channels),
-        category_names={c.id: {"en": c.name.en, "zh": c.name.zh} for c in catalog.taxonomy.categories},
+        category_names=category_names(catalog),
         flag_names={f.id: {"en": f.name.en, "zh": f.name.zh} for f in catalog.flags.flags},
     )
 
@@ -205,6 +217,71 @@ async def _case_jobs_context(settings: Settings, catalog: Catalog, app: web.Appl
     stop = asyncio.Event()
     jobs = run_case_jobs(app[DATABASE], app[NOTIFIER], alert_options(settings, catalog), stop)
     task = asyncio.create_task(jobs, name="case-jobs")
+    try:
+        yield
+    finally:
+        await _stop_task(stop, task)
+
+
+async def _digest_jobs_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    """Send the weekly digests at the configured local weekday and time, in the background."""
+    # Imported here: the renderer loads matplotlib, fpdf2 and pandas, which the other commands never need.
+    from reporting.digest_send import DigestOptions, run_digest_jobs
+
+    reporting = settings.reporting
+    options = DigestOptions(
+        timezone=settings.timezone,
+        weekday=reporting.digest_weekday,
+        at=reporting.digest_time,
+        min_responses=reporting.min_responses,
+        category_names=category_names(catalog),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_digest_jobs(app[DATABASE], app[NOTIFIER], options, stop), name="digest-jobs")
+    try:
+        yield
+    finally:
+        await _stop_task(stop, task)
+
+
+def ticket_job_options(settings: Settings, catalog: Catalog) -> TicketJobOptions:
+    """The [tickets] settings as the rules of a pass, with the taxonomy's owning departments and English names."""
+    # Imported here: scikit-learn (the clustering) loads for the ticket pass only, not with every CLI command.
+    from reporting.complaints import TicketRules
+    from reporting.ticket_jobs import TicketJobOptions
+
+    tickets = settings.tickets
+    rules = TicketRules(
+        window=timedelta(days=tickets.window_days),
+        min_complaints=tickets.min_complaints,
+        negative_share=tickets.negative_share,
+        cluster_distance=tickets.cluster_distance,
+    )
+    return TicketJobOptions(
+        rules=rules,
+        departments={c.id: c.department for c in catalog.taxonomy.categories},
+        category_names={c.id: c.name.en for c in catalog.taxonomy.categories},
+        interval=60.0 * tickets.interval_minutes,
+    )
+
+
+async def _ticket_jobs_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    """Group complaints into improvement tickets and check resolved ones, in the background, with the worker's model."""
+    worker = app.get(ANALYSIS_WORKER)
+    if worker is None:
+        log.info("no analysis worker in this process: ticket passes need `closeloop tickets run`")
+        yield
+        return
+
+    async def embed_provider():
+        analyzer = worker.analyzer
+        return analyzer.embed if analyzer is not None else None
+
+    from reporting.ticket_jobs import run_ticket_jobs
+
+    stop = asyncio.Event()
+    jobs = run_ticket_jobs(app[DATABASE], embed_provider, ticket_job_options(settings, catalog), stop)
+    task = asyncio.create_task(jobs, name="ticket-jobs")
     try:
         yield
     finally:
@@ -238,6 +315,7 @@ async def _worker_context(settings: Settings, catalog: Catalog, app: web.Applica
         return analyzer
 
     worker = AnalysisWorker(app[DATABASE], load, batch_size=settings.nlp.batch_size)
+    app[ANALYSIS_WORKER] = worker
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop), name="analysis-worker")
     try:
@@ -257,9 +335,12 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
         partial(_telegram_context, settings),
         partial(_delivery_context, settings),
         partial(_case_jobs_context, settings, catalog),
+        partial(_digest_jobs_context, settings, catalog),
         partial(_worker_context, settings, catalog),
+        partial(_ticket_jobs_context, settings, catalog),
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)
     add_webchat_routes(app)
+    add_console_routes(app, secure_cookies=settings.public_url.startswith("https://"))
     app.cleanup_ctx.extend(contexts)
     return app

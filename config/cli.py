@@ -20,7 +20,11 @@ from config.errors import ConfigError
 from config.nlp_commands import nlp, worker
 from config.report_commands import export
 from config.settings import Settings, describe_settings, load_settings
+from config.staff_commands import staff
+from config.ticket_commands import tickets
 from store import StoreError, current_revision, head_revision, upgrade
+from web.auth import ensure_first_admin
+from web.keys import DATABASE
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +183,8 @@ cli.add_command(worker)
 cli.add_command(export)
 cli.add_command(digest)
 cli.add_command(manager)
+cli.add_command(tickets)
+cli.add_command(staff)
 
 
 async def serve(settings: Settings, catalog: Catalog) -> None:
@@ -187,6 +193,11 @@ async def serve(settings: Settings, catalog: Catalog) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     try:
+        password = await ensure_first_admin(app[DATABASE])
+        if password:
+            click.echo(f"No staff users yet: sign in at {settings.public_url}/console/login as 'admin' with the "
+                       f"one-time password {password}\n(change it: closeloop staff reset-password --username admin)",
+                       err=True)  # fmt: skip
         site = web.TCPSite(runner, settings.http.host, settings.http.port)
         try:
             await site.start()

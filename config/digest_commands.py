@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import click
 
-from config.app import load_catalog, open_database
+from config.app import category_names, load_catalog, open_database
 from config.settings import Settings
 
 T = TypeVar("T")
@@ -43,7 +43,7 @@ def digest(settings: Settings, week: str, branch: str | None, region: str | None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="'--week'") from None
     scope = Scope.of_branch(branch) if branch else Scope.of_region(region) if region else Scope.bank()
-    names = category_names(settings)
+    names = category_names(load_catalog(settings))
 
     async def _build(database):
         return await build_digest(database, scope, period, min_responses=settings.reporting.min_responses,
@@ -109,12 +109,6 @@ def add_email(settings: Settings, scope_text: str, email: str, language: str) ->
     kind, value = _checked_scope(settings, scope_text)
     subscription_id = _subscribe(settings, "email", address, kind, value, language)
     click.echo(f"subscription {subscription_id}: the {kind} digest{f' of {value}' if value else ''} goes to {address}")
-
-
-def category_names(settings: Settings) -> dict[str, dict[str, str]]:
-    """Category ids to their English and Chinese names, from the taxonomy file."""
-    taxonomy = load_catalog(settings).taxonomy
-    return {c.id: {"en": c.name.en, "zh": c.name.zh} for c in taxonomy.categories}
 
 
 def parse_scope(text: str) -> tuple[str, str | None]:

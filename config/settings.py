@@ -158,6 +158,29 @@ class ReportingSettings(Section):
         return tuple(dict.fromkeys(value)) if isinstance(value, list | tuple) else value
 
 
+class TicketsSettings(Section):
+    """The operator's part of reporting.complaints.TicketRules, and how often `closeloop run` applies them."""
+
+    window_days: int = Field(
+        28, ge=7, le=365, description="days of complaints an improvement-ticket pass looks back over (the window)"
+    )
+    min_complaints: int = Field(
+        5, ge=1, le=10_000, description="complaints about one branch and category in the window that open a ticket"
+    )
+    negative_share: float = Field(
+        0.4,
+        gt=0,
+        le=1,
+        description="share of complaints in a category's feedback that opens a ticket (judged from 10 feedback on)",
+    )
+    cluster_distance: float = Field(
+        0.15, gt=0, lt=2, description="cosine distance up to which complaints count as one problem (per encoder)"
+    )
+    interval_minutes: int = Field(
+        60, ge=0, le=10_080, description="minutes between ticket passes inside `closeloop run`; 0 turns them off"
+    )
+
+
 class FilesSettings(Section):
     branches: Path = Field(PACKAGE_DIR / "branches.toml", description="branches and counters")
     survey: Path = Field(PACKAGE_DIR / "survey.toml", description="the conversation script")
@@ -177,6 +200,7 @@ class Settings(Section):
     smtp: SmtpSettings = SmtpSettings()
     webhook: WebhookSettings = WebhookSettings()
     reporting: ReportingSettings = ReportingSettings()
+    tickets: TicketsSettings = TicketsSettings()
     files: FilesSettings = FilesSettings()
 
     @field_validator("timezone")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 
 from reporting.cases import open_cases
@@ -34,6 +35,8 @@ class Analyzer(Protocol):
 
     def analyze_feedback(self, items: Sequence[PendingFeedback]) -> list[dict[str, Any]]: ...
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray: ...
+
 
 class AnalysisWorker:
     def __init__(
@@ -55,6 +58,11 @@ class AnalysisWorker:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nlp")
         self._analyzer: Analyzer | None = None
         self._wake = asyncio.Event()
+
+    @property
+    def analyzer(self) -> Analyzer | None:
+        """The loaded model, or None while it still loads (the ticket pass waits for it)."""
+        return self._analyzer
 
     def wake(self) -> None:
         """New feedback arrived: look now rather than after the idle pause."""

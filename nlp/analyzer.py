@@ -125,6 +125,14 @@ class Analyzer:
         scores = self._categories.scores(inputs, self._encoder.encode(inputs))
         return [self._categories.labels[i] for i in scores.argmax(axis=1)]
 
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit rows for texts, from the analysis's own encoder and inputs: grouping complaints by meaning.
+
+        The texts are masked and cut as `analyze` does, so grouping measures the same geometry the heads saw.
+        """
+        inputs = [mask_text(t[:MAX_CHARS]) or "." for t in texts]
+        return self._encoder.encode(inputs)
+
     def rank(self, comment: str) -> list[tuple[str, float]]:
         """Score every category for one comment: the conversation's fast path for its follow-up question."""
         inputs = [mask_text(comment[:MAX_CHARS]) or "."]

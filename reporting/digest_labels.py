@@ -49,7 +49,7 @@ LABELS: dict[str, dict[str, str]] = {
         "no_chart": "Not enough responses to draw this chart.",
         "footnote": "Figures behind fewer than {n} responses are not shown. A change is called out only when it is "
         "beyond week-to-week noise (95% confidence).",
-        "telegram_more": "The full digest with charts comes by e-mail and as a PDF.",
+        "telegram_more": "The full digest with all its charts is in the PDF below.",
         "new": "new",
         "overdue": "overdue",
         "closed": "closed",
@@ -95,7 +95,7 @@ LABELS: dict[str, dict[str, str]] = {
         "categories_chart": "各网点各类别意见数",
         "no_chart": "回复不足，无法绘制此图。",
         "footnote": "少于 {n} 份回复的指标不予显示。只有超出每周正常波动（95% 置信度）的变化才会特别标出。",
-        "telegram_more": "完整摘要（含图表）已通过电子邮件和 PDF 发送。",
+        "telegram_more": "完整摘要（含全部图表）见下方 PDF。",
         "new": "新增",
         "overdue": "逾期",
         "closed": "已结",

@@ -63,10 +63,11 @@ class RenderedDigest:
         return "digest.pdf"
 
     def notice(self, channel: DeliveryChannel | str) -> Notice:
-        """The notice for a channel: e-mail gets HTML, charts and the PDF; Telegram the short text and one chart."""
-        if channel == DeliveryChannel.TELEGRAM:
-            return Notice(self.subject, self.text, telegram_html=self.telegram_html, images=self.images[:1])
+        """The notice for a channel: e-mail gets HTML, charts and the PDF; Telegram one chart captioned, and the PDF."""
         pdf = Attachment(self.pdf_filename, self.pdf, "application/pdf")
+        if channel == DeliveryChannel.TELEGRAM:
+            return Notice(self.subject, self.text, telegram_html=self.telegram_html, images=self.images[:1],
+                          attachments=(pdf,))  # fmt: skip
         return Notice(self.subject, self.text, html=self.html, images=self.images, attachments=(pdf,))
 
 

@@ -18,6 +18,7 @@ from reporting.delivery import (
     SmtpOptions,
     TelegramSender,
 )
+from reporting.delivery.notifier import CAPTION_LIMIT
 from store import Database
 from store.models import AuditEntry, DeliveryChannel, ScopeKind, Subscription, SubscriptionPurpose
 
@@ -79,16 +80,27 @@ async def test_an_email_subscription_gets_the_html_notice_with_its_image_and_fil
     assert [p.get_filename() for p in message.iter_attachments()] == ["case.pdf"]
 
 
-async def test_a_telegram_subscription_gets_escaped_text_then_the_photo_and_the_file(db, api, telegram):
+async def test_a_telegram_subscription_gets_the_photo_captioned_with_escaped_text_then_the_file(db, api, telegram):
     subscription = await subscribe(db, DeliveryChannel.TELEGRAM, str(CHAT))
     result = await Notifier(db, telegram=telegram).notify(subscription, NOTICE)
 
     assert result.is_delivered
-    sent = await api.wait_for_messages(CHAT, 3)
-    assert [m.method for m in sent] == ["sendMessage", "sendPhoto", "sendDocument"]
-    assert sent[0].text == "A customer rated 1/5: &lt;waited 40 minutes&gt;"
+    sent = await api.wait_for_messages(CHAT, 2)
+    assert [m.method for m in sent] == ["sendPhoto", "sendDocument"]
+    assert sent[0].text == "A customer rated 1/5: &lt;waited 40 minutes&gt;"  # the caption
     assert sent[0].parse_mode == "HTML"
-    assert (sent[1].file_name, sent[2].file_name) == ("trend.png", "case.pdf")
+    assert (sent[0].file_name, sent[1].file_name) == ("trend.png", "case.pdf")
+
+
+async def test_a_text_too_long_for_a_caption_goes_as_a_message_before_the_photo(db, api, telegram):
+    subscription = await subscribe(db, DeliveryChannel.TELEGRAM, str(CHAT))
+    notice = Notice(subject="Digest", text="x" * (CAPTION_LIMIT + 1), images=(InlineImage("trend", PNG),))
+    result = await Notifier(db, telegram=telegram).notify(subscription, notice)
+
+    assert result.is_delivered
+    sent = await api.wait_for_messages(CHAT, 2)
+    assert [m.method for m in sent] == ["sendMessage", "sendPhoto"]
+    assert (len(sent[0].text), sent[1].text) == (CAPTION_LIMIT + 1, None)
 
 
 async def test_a_chat_that_blocked_the_bot_is_unsubscribed_and_the_audit_log_says_why(db, api, telegram):

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from support.server import CLOSELOOP, free_port, get_health, server_env, start, stop, wait_healthy
 
 from store import Database
-from store.models import Branch
+from store.models import Branch, StaffRole, StaffUser
+from web.passwords import check_password
 
 
 def test_run_on_embedded_defaults_answers_healthz(tmp_path):
@@ -71,3 +72,27 @@ def test_second_server_on_the_same_port_is_a_clear_error(tmp_path):
         assert get_health(port)[0] == 200, "the first server keeps running"
     finally:
         stop(first)
+
+
+async def test_the_first_start_prints_a_one_time_admin_password_that_signs_in(database_url, tmp_path):
+    port = free_port()
+    env = server_env(tmp_path, port, database_url)
+    outputs = []
+    for _ in range(2):
+        process = start(env, cwd=tmp_path)
+        try:
+            wait_healthy(process, port)
+        finally:
+            outputs.append(stop(process))
+    [line] = [x for x in outputs[0].splitlines() if "one-time password" in x]
+    password = line.rsplit(" ", 1)[1]
+    assert "one-time password" not in outputs[1], "printed only while there are no users"
+    db = Database(database_url)
+    try:
+        async with db.sessions() as session:
+            [admin] = (await session.scalars(select(StaffUser))).all()
+    finally:
+        await db.dispose()
+    assert (admin.username, admin.role) == ("admin", StaffRole.ADMIN)
+    assert check_password(admin.password_hash, password).is_match
+    assert password not in admin.password_hash

@@ -19,6 +19,8 @@ from store.models import ActorKind, AuditEntry, DeliveryChannel, Subscription
 
 log = logging.getLogger(__name__)
 
+CAPTION_LIMIT = 1024  # Telegram's limit for a photo caption (counted without markup; the markup only adds)
+
 
 @dataclass(frozen=True, slots=True)
 class Notice:
@@ -26,7 +28,8 @@ class Notice:
 
     E-mail shows ``html`` (``text`` as its plain alternative) with ``images`` inline by content id and
     ``attachments`` attached. Telegram shows ``telegram_html`` (Telegram's HTML subset, at most 4,096
-    characters; by default the escaped ``text``), then each image as a photo and each attachment as a file.
+    characters; by default the escaped ``text``) as the caption of the first image when it fits one (1,024
+    characters), else as a message before it; then the other images as photos and each attachment as a file.
     """
 
     subject: str
@@ -98,8 +101,15 @@ class Notifier:
         if self._telegram is None:
             raise DeliveryError("Telegram is not configured (CLOSELOOP_TELEGRAM_TOKEN)", retryable=False)
         chat = _chat_id(address)
-        await self._telegram.send_text(chat, notice.telegram_html or escape(notice.text))
-        for image in notice.images:
+        body = notice.telegram_html or escape(notice.text)
+        images = list(notice.images)
+        if images and len(body) <= CAPTION_LIMIT:
+            # One message reads better than a text and a separate chart: the text becomes the first image's caption.
+            first = images.pop(0)
+            await self._telegram.send_photo(chat, first.data, caption_html=body, filename=first.filename)
+        else:
+            await self._telegram.send_text(chat, body)
+        for image in images:
             await self._telegram.send_photo(chat, image.data, filename=image.filename)
         for attachment in notice.attachments:
             await self._telegram.send_document(chat, attachment.data, filename=attachment.filename)

@@ -1,4 +1,4 @@
-"""The organisation: branches and their counters, staff users, and the audit trail of what staff did."""
+"""The organisation: branches and counters, staff users and their sessions, and the audit trail of staff actions."""
 
 from __future__ import annotations
 
@@ -62,6 +62,23 @@ class StaffUser(Base):
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
     last_login_at: Mapped[datetime | None]
+
+
+class StaffSession(Base):
+    """A signed-in browser; its cookie carries a random token, and this table only the token's SHA-256.
+
+    So a copy of the table (a backup, a replica) signs nobody in.
+    """
+
+    __tablename__ = "staff_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex SHA-256 of the cookie's token
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    expires_at: Mapped[datetime]  # the absolute end, however busy the session is
+    remote_addr: Mapped[str | None] = mapped_column(String(45))
 
 
 class AuditEntry(Base):

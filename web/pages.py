@@ -1,0 +1,47 @@
+"""Console pages as HTML: the Jinja2 environment (autoescaping on) and the language every page is shown in."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from aiohttp import web
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from web.texts import pick_language, texts
+
+LANGUAGE_COOKIE = "closeloop_staff_lang"  # set only when the user switches; the browser's language until then
+ERROR_TEXTS = {400: "bad_request", 403: "not_allowed", 404: "not_found"}
+
+
+def language_of(request: web.Request) -> str:
+    return pick_language(request.cookies.get(LANGUAGE_COOKIE), request.headers.get("Accept-Language"))
+
+
+def render(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
+    """Render a console template in the request's language; every value in ``context`` is escaped on output."""
+    language = language_of(request)
+    html = (
+        _environment()
+        .get_template(template)
+        .render(language=language, t=texts(language), path=request.path_qs, **context)
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def error_page(request: web.Request, status: int, text_key: str | None = None) -> web.Response:
+    """A short page in the user's language for a refused or failed request."""
+    key = text_key or ERROR_TEXTS.get(status, "bad_request")
+    return render(request, "error.html", status=status, message=texts(language_of(request))[key])
+
+
+@functools.cache
+def _environment() -> Environment:
+    # Built on first use, not at import: creating the app does no I/O. Autoescape everywhere, strings included:
+    # names, branch names and later customer text all reach these pages, and none of it is ever marked safe.
+    return Environment(
+        loader=PackageLoader("web", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True, default=True),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
