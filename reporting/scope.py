@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select, true
 
 from store import Database
 from store.models import Branch, Counter, ScopeKind, StaffUser
@@ -149,3 +149,16 @@ def staff_covers(user: StaffUser, branch: Branch) -> bool:
         or (user.scope_kind == ScopeKind.REGION and user.scope_value == branch.region)
         or (user.scope_kind == ScopeKind.BRANCH and user.scope_value == branch.code)
     )
+
+
+def staff_branches(user: StaffUser) -> ColumnElement[bool]:
+    """The SQL condition on `branches` that `staff_covers` states in Python: scope enforced in the query itself.
+
+    Join `Branch` into any statement that lists cases, tickets or feedback for a user and add this condition,
+    so a changed id in a URL or API call finds nothing rather than relying on a page hiding a link.
+    """
+    if user.scope_kind == ScopeKind.ALL:
+        return true()
+    if user.scope_kind == ScopeKind.REGION:
+        return Branch.region == (user.scope_value or "")
+    return Branch.code == (user.scope_value or "")

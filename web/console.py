@@ -55,6 +55,7 @@ def add_console_routes(app: web.Application, *, secure_cookies: bool) -> None:
     app.router.add_post(f"{CONSOLE}/logout", post_logout)
     app.router.add_get(f"{CONSOLE}/language", switch_language)
     app.router.add_get(f"{CONSOLE}/static/{{name}}", static_file)
+    # Each console area registers its own routes below (one line each; shared file, insert only).
 
 
 async def show_home(request: web.Request) -> web.Response:

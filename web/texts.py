@@ -36,7 +36,18 @@ TEXTS: dict[str, dict[str, str]] = {
     "scope_all": {"en": "all branches", "zh": "全部网点"},
     "scope_region": {"en": "region {value}", "zh": "{value} 区域"},
     "scope_branch": {"en": "branch {value}", "zh": "{value} 网点"},
+    "nav_cases": {"en": "Cases", "zh": "个案"},
+    "nav_tickets": {"en": "Tickets", "zh": "改进工单"},
+    "nav_dashboard": {"en": "Dashboard", "zh": "仪表板"},
+    "nav_audit": {"en": "Audit log", "zh": "审计日志"},
 }
+# Each console area keeps its words in its own module (web/texts_<area>.py, a dict shaped like TEXTS) and is
+# merged here, one line each (shared file, insert only); keys must not collide.
+AREAS: tuple[dict[str, dict[str, str]], ...] = ()
+for _area in AREAS:
+    if set(_area) & set(TEXTS):
+        raise ValueError(f"console texts defined twice: {sorted(set(_area) & set(TEXTS))}")
+    TEXTS |= _area
 
 
 def texts(language: str) -> dict[str, str]:
