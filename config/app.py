@@ -43,6 +43,7 @@ from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from web.app import create_web_app
 from web.console import add_console_routes
 from web.keys import DATABASE
+from web.options import ConsoleOptions
 
 if TYPE_CHECKING:
     from reporting.ticket_jobs import TicketJobOptions
@@ -201,6 +202,22 @@ def category_names(catalog: Catalog) -> dict[str, dict[str, str]]:
     return {c.id: {"en": c.name.en, "zh": c.name.zh} for c in catalog.taxonomy.categories}
 
 
+def flag_names(catalog: Catalog) -> dict[str, dict[str, str]]:
+    """Flag ids to their English and Chinese names, from the flag rules file."""
+    return {f.id: {"en": f.name.en, "zh": f.name.zh} for f in catalog.flags.flags}
+
+
+def console_options(settings: Settings, catalog: Catalog) -> ConsoleOptions:
+    """What the console shows by: the time zone, the minimum responses and the operator's names."""
+    return ConsoleOptions(
+        timezone=settings.timezone,
+        min_responses=settings.reporting.min_responses,
+        category_names=category_names(catalog),
+        flag_names=flag_names(catalog),
+        departments={c.id: c.department for c in catalog.taxonomy.categories},
+    )
+
+
 def alert_options(settings: Settings, catalog: Catalog) -> AlertOptions:
     """How case alerts read: the time zone, the console's address and the operator's names in both languages."""
     return AlertOptions(
@@ -208,7 +225,7 @@ def alert_options(settings: Settings, catalog: Catalog) -> AlertOptions:
         public_url=settings.public_url,
         channels=frozenset(settings.reporting.case_alert_channels),
         category_names=category_names(catalog),
-        flag_names={f.id: {"en": f.name.en, "zh": f.name.zh} for f in catalog.flags.flags},
+        flag_names=flag_names(catalog),
     )
 
 
@@ -341,6 +358,7 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     ]
     app.router.add_post(WEBHOOK_PATH, webhook_handler)
     add_webchat_routes(app)
-    add_console_routes(app, secure_cookies=settings.public_url.startswith("https://"))
+    secure = settings.public_url.startswith("https://")
+    add_console_routes(app, secure_cookies=secure, options=console_options(settings, catalog))
     app.cleanup_ctx.extend(contexts)
     return app

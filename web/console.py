@@ -36,6 +36,7 @@ from web.auth import (
     sign_in,
 )
 from web.keys import DATABASE
+from web.options import CONSOLE_OPTIONS, ConsoleOptions
 from web.pages import LANGUAGE_COOKIE, error_page, language_of, render
 from web.texts import LANGUAGES, texts
 
@@ -44,9 +45,10 @@ LANGUAGE_MAX_AGE = 365 * 24 * 3600
 MAX_USERNAME = 200  # longer than any username; what is typed beyond it cannot match
 
 
-def add_console_routes(app: web.Application, *, secure_cookies: bool) -> None:
+def add_console_routes(app: web.Application, *, secure_cookies: bool, options: ConsoleOptions | None = None) -> None:
     """Register the console's guard and pages; ``secure_cookies`` when the public URL is https."""
     app[SECURE_COOKIES] = secure_cookies
+    app[CONSOLE_OPTIONS] = options or ConsoleOptions()
     app[HASHING] = asyncio.Semaphore(CONCURRENT_HASHES)
     app.middlewares.append(console_guard)
     app.router.add_get(CONSOLE, show_home)

@@ -1,0 +1,28 @@
+"""What console pages need to know from the settings and the operator's files, handed over by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleOptions:
+    """``timezone``: local days and weeks, times shown; ``min_responses``: fewest responses behind a shown figure;
+    ``category_names`` and ``flag_names``: id -> {"en": ..., "zh": ...}; ``departments``: category id -> owner."""
+
+    timezone: str = "UTC"
+    min_responses: int = 10
+    category_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    flag_names: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    departments: Mapping[str, str] = field(default_factory=dict)
+
+    def category_name(self, category: str, language: str) -> str:
+        """A category's name in ``language``; the id itself for a category the taxonomy no longer has."""
+        names = self.category_names.get(category)
+        return names.get(language, names.get("en", category)) if names else category
+
+
+CONSOLE_OPTIONS = web.AppKey("console_options", ConsoleOptions)
