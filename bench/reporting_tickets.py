@@ -1,16 +1,15 @@
 """Benchmark: the ticket grouping pass over a year of feedback on PostgreSQL (default 1,000,000 rows, 200 branches).
 
-Builds a scratch database beside the admin URL, fills it in SQL (generate_series: conversations, feedback and
-one analysis each, a fifth of them negative, with twelve planted bursts in the last four weeks), then times
+Builds a scratch database beside the admin URL and fills it in SQL (bench/fill.py: conversations, feedback and
+one analysis each, about a fifth of them negative, with twelve planted bursts in the last four weeks), then times
 the window's counting query (with its plan), a first grouping pass, a second pass at the same moment (which
 must change nothing) and verify_resolved. Embeddings come from a hashing bag-of-words stand-in unless
---encoder loads the real one. The database is dropped afterwards.
+--encoder loads the real one. The database is dropped afterwards. bench/reporting_digest.py times the first
+pass on SQLite too.
 
     .venv/bin/python bench/reporting_tickets.py [--url postgresql://postgres@127.0.0.1:5432/test] [--rows 1000000]
                                                 [--encoder]
 """
-
-# ruff: noqa: S608 - the fill statements are built from this file's own constants and integers, no input
 
 from __future__ import annotations
 
@@ -19,34 +18,25 @@ import asyncio
 import re
 import sys
 import time
-import uuid
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import make_url, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fill import CATEGORIES, NOW, fill, scratch_database  # noqa: E402
+
 from reporting.complaints import TicketRules, window_counts_query  # noqa: E402
 from reporting.tickets import run_grouping, verify_resolved  # noqa: E402
-from store import Database, normalize_url, upgrade  # noqa: E402
-
-NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-BRANCHES = 200
-CATEGORIES = ["waiting_time", "staff_attitude", "staff_knowledge", "fees_charges", "card_atm", "digital_banking",
-              "process_paperwork", "branch_environment", "fraud_security"]  # fmt: skip
-COMMENTS = ["the queue was long and I waited {n} minutes", "only one counter open, waited {n} minutes",
-            "the teller was rude to me", "the app kept logging me out", "fee of {n} yuan was never explained",
-            "the atm swallowed my card", "too much paperwork for a simple change", "the hall was hot and stuffy",
-            "friendly and quick service", "all fine, thanks"]  # fmt: skip
+from store import Database, upgrade  # noqa: E402
 
 
 def embed(texts: Sequence[str]) -> np.ndarray:
+    """A stand-in encoder: hashed bag of words, unit rows (shared words make texts close, as in a real one)."""
     rows = np.zeros((len(texts), 2048))
     for i, value in enumerate(texts):
         for word in re.findall(r"\w+", value.casefold()):
@@ -55,68 +45,24 @@ def embed(texts: Sequence[str]) -> np.ndarray:
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
-def fill_sql(rows: int) -> list[str]:
-    """Statements that generate `rows` visits over the year before NOW, plus planted bursts."""
-    comments = "ARRAY[" + ",".join(f"'{c}'" for c in COMMENTS) + "]"
-    categories = "ARRAY[" + ",".join(f"'{c}'" for c in CATEGORIES) + "]"
-    now = NOW.isoformat()
-    names = "'B' || lpad(i::text, 3, '0')"
-    branches = f"""INSERT INTO branches (code, name_en, name_zh, region, is_active)
-        SELECT {names}, 'Branch ' || i, '支行' || i, 'R' || (i % 10), true FROM generate_series(1, {BRANCHES}) i"""
-    # One visit per i: branch, moment, mood and comment follow from i (hash-spread, so reproducible).
-    visits = f"""CREATE TEMP TABLE visits AS SELECT i,
-        1 + (hashint4(i) & 2147483647) % {BRANCHES} AS branch_id,
-        timestamptz '{now}' - (((hashint4(i * 7) & 2147483647) % 31536000) || ' seconds')::interval AS at,
-        (hashint4(i * 13) & 2147483647) % 100 < 20 AS negative,
-        (hashint4(i * 17) & 2147483647) % 9 AS category,
-        (hashint4(i * 19) & 2147483647) % 8 AS comment
-        FROM generate_series(1, {rows}) i"""
-    # Twelve bursts: 40 complaints each at one branch × category in the last four weeks.
-    bursts = f"""INSERT INTO visits SELECT {rows} + 1 + j, 1 + (j / 40) * 13, timestamptz '{now}' - ((j % 40) || ' hours')::interval,
-        true, (j / 40) % 9, (j / 40) % 8 FROM generate_series(0, 479) j"""  # noqa: E501
-    conversations = """INSERT INTO conversations (id, channel, branch_id, source, step, state, status, started_at,
-        updated_at, completed_at, version)
-        SELECT i, 'web', branch_id, 'qr', 'done', '{}', 'completed', at, at, at, 1 FROM visits"""
-    feedback = f"""INSERT INTO feedback (id, conversation_id, branch_id, language, csat, comment, analysis_status,
-        submitted_at)
-        SELECT i, i, branch_id, 'en', CASE WHEN negative THEN 2 ELSE 5 END,
-        CASE WHEN negative THEN replace(({comments})[1 + comment], '{{n}}', (i % 60)::text)
-             ELSE ({comments})[9 + i % 2] END, 'done', at FROM visits"""
-    analyses = f"""INSERT INTO analyses (feedback_id, model_version, language, sentiment, sentiment_scores, categories,
-        aspects, flag_reasons, created_at)
-        SELECT i, 'm1', 'en', CASE WHEN negative THEN 'negative' ELSE 'positive' END, '{{}}',
-        jsonb_build_array(jsonb_build_array(({categories})[1 + category], 0.9)), '[]', '[]', at FROM visits"""
-    sequences = [f"SELECT setval('{t}_id_seq', (SELECT max(id) FROM {t}))" for t in ("conversations", "feedback")]
-    return [branches, visits, bursts, conversations, feedback, analyses, *sequences, "ANALYZE"]
-
-
 async def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--encoder", action="store_true", help="embed with the real int8 e5-small")
     args = parser.parse_args(argv)
-    name = f"closeloop_bench_{uuid.uuid4().hex[:12]}"
-    admin = create_async_engine(normalize_url(args.url), isolation_level="AUTOCOMMIT")
-    async with admin.connect() as conn:
-        await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    db = Database(make_url(args.url).set(database=name).render_as_string(hide_password=False))
-    try:
-        await run(db, args)
-    finally:
-        await db.dispose()
-        async with admin.connect() as conn:
-            await conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await admin.dispose()
+    async with scratch_database("postgresql", args.url) as url:
+        db = Database(url)
+        try:
+            await run(db, args)
+        finally:
+            await db.dispose()
 
 
 async def run(db: Database, args: argparse.Namespace) -> None:
     await upgrade(db)
-    started = time.perf_counter()
-    async with db.engine.begin() as conn:
-        for statement in fill_sql(args.rows):
-            await conn.execute(text(statement))
-    print(f"filled {args.rows:,} feedback rows in {time.perf_counter() - started:.1f} s")
+    filled = await fill(db, args.rows)
+    print(f"filled {filled.feedback:,} feedback rows in {filled.seconds:.1f} s")
     embedder = embed
     if args.encoder:
         from nlp.encoder import Encoder

@@ -168,7 +168,7 @@ def window_counts_query(
     """Feedback and complaints per branch × category in [end - window, end) (bucket 1) and the window before (0)."""
     element, name = category_of_element(dialect)
     middle, start = end - rules.window, end - 2 * rules.window
-    conditions = [Feedback.submitted_at >= start, Feedback.submitted_at < end, is_latest_analysis()]
+    conditions = [Feedback.submitted_at >= start, Feedback.submitted_at < end, is_latest_analysis(dialect)]
     if branch_id is not None:
         conditions.append(Feedback.branch_id == branch_id)
     if category is not None:
@@ -226,7 +226,7 @@ async def weekly_complaints(
             Feedback.branch_id.in_(sorted({b for b, _ in groups})),
             name.in_(sorted({c for _, c in groups})),
             is_complaint(rules),
-            is_latest_analysis(),
+            is_latest_analysis(dialect),
         )
         .subquery()
     )
@@ -257,7 +257,7 @@ async def recent_complaints(
             Feedback.comment != "",
             name == group[1],
             is_complaint(rules),
-            is_latest_analysis(),
+            is_latest_analysis(dialect),
         )
         .order_by(Feedback.submitted_at.desc(), Feedback.id.desc())
         .limit(rules.max_texts)

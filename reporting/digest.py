@@ -8,6 +8,7 @@ Plain data out; reporting.render turns it into e-mail, PDF and Telegram text, re
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from sqlalchemy import func, select
 from nlp.masking import mask_text
 from reporting.aggregates import is_latest_analysis
 from reporting.figures import Change, Figure
-from reporting.metrics import compare, metrics_for
+from reporting.metrics import compare, metrics_for, score_trend
 from reporting.periods import Period
 from reporting.report import MetricsReport
 from reporting.scope import Scope, load_org
@@ -153,9 +154,14 @@ async def build_digest(
         ReportingError: the scope names an unknown branch or region.
     """
     periods = trend_periods(week)
-    reports = await metrics_for(db, ["all", "branch"], periods, within=scope, min_responses=min_responses, now=now)
-    overall = reports["all"]
-    current, previous = overall[-1], overall[-2]
+    (await load_org(db)).filter_for(scope)  # an unknown scope fails here, before two query rounds run at once
+    # Every figure for this week and last (branches too, for the categories chart); the older weeks of the
+    # trend show CSAT and NPS only, so they cost the rating counts alone and no pass over the comments.
+    reports, scores = await asyncio.gather(
+        metrics_for(db, ["all", "branch"], periods[-2:], within=scope, min_responses=min_responses, now=now),
+        score_trend(db, periods, within=scope, min_responses=min_responses),
+    )
+    previous, current = reports["all"]
     changes = compare(current, previous)
     names = dict(category_names or {})
     return DigestData(
@@ -169,7 +175,7 @@ async def build_digest(
         headlines=tuple(Headline(name, changes[name]) for name in HEADLINE_FIGURES),
         movers=await _movers(db, scope, week, changes),
         follow_up=await follow_up(db, scope, week),
-        trend=tuple(TrendPoint(r.period.label, r.csat, r.nps) for r in overall),
+        trend=tuple(TrendPoint(p.label, s["csat"], s["nps"]) for p, s in zip(periods, scores, strict=True)),
         branches=await _branch_categories(db, [r for r in reports["branch"] if r.period == week]),
         category_names=names,
     )
@@ -268,7 +274,7 @@ async def _quotes(db: Database, scope: Scope, week: Period, categories: set[str]
             Feedback.submitted_at >= week.start,
             Feedback.submitted_at < week.end,
             Feedback.comment.is_not(None),
-            is_latest_analysis(),
+            is_latest_analysis(db.dialect),
         )
         .order_by(Feedback.submitted_at.desc(), Feedback.id.desc())
         .limit(5000)

@@ -79,7 +79,7 @@ async def export_files(db: Database, request: ExportRequest) -> ExportResult:
     with files:
         feedback = await _stream(db, feedback_query(period, rows), files["feedback"], request.chunk_rows,
                                  shape=lambda frame: _feedback_frame(frame, zone))  # fmt: skip
-        analyses = await _stream(db, analysis_query(period, rows), files["analyses"], request.chunk_rows,
+        analyses = await _stream(db, analysis_query(period, rows, db.dialect), files["analyses"], request.chunk_rows,
                                  shape=lambda frame: _analysis_frame(frame, zone))  # fmt: skip
         files["metrics"].write(await _metrics(db, scope, period, request))
         files.add_notes(_notes(files, period, scope))
@@ -109,7 +109,7 @@ def feedback_query(period: Period, rows: ScopeFilter) -> Select[Any]:
     )
 
 
-def analysis_query(period: Period, rows: ScopeFilter) -> Select[Any]:
+def analysis_query(period: Period, rows: ScopeFilter, dialect: str) -> Select[Any]:
     """The latest analysis of each feedback of the period (the one the metrics use)."""
     return (
         select(
@@ -124,7 +124,7 @@ def analysis_query(period: Period, rows: ScopeFilter) -> Select[Any]:
             Analysis.created_at,
         )
         .join(Feedback, Feedback.id == Analysis.feedback_id)
-        .where(*_within(period, rows), is_latest_analysis())
+        .where(*_within(period, rows), is_latest_analysis(dialect))
         .order_by(Feedback.submitted_at, Feedback.id)
     )
 

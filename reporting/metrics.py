@@ -17,13 +17,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from reporting.aggregates import SCALES, Aggregates, Grouping, aggregate
+from reporting.aggregates import SCALES, Aggregates, Grouping, aggregate, rating_frame
 from reporting.figures import CONFIDENCE, Change, Figure, compare_figures
 from reporting.figures import rank as rank_figures
 from reporting.periods import Period
-from reporting.report import Counts, MetricsReport, build_report
+from reporting.report import SCORE_FORMULAS, Counts, MetricsReport, build_report
 from reporting.scope import Dimension, Org, Scope, load_org
 from store import Database
 from store.models import utcnow
@@ -111,6 +112,38 @@ async def metrics_for(
             for (scope, bucket), group in ordered
         ]
     return reports
+
+
+async def score_trend(
+    db: Database,
+    periods: Sequence[Period],
+    *,
+    within: Scope | None = None,
+    min_responses: int = 10,
+    confidence: float = CONFIDENCE,
+) -> list[dict[str, Figure]]:
+    """Return CSAT, NPS and CES of one scope per period ("csat", "nps", "ces"), in the order of `periods`.
+
+    The same figures as `metrics_by(db, "all", periods, ...)` from the rating counts alone: a trend chart shows
+    no comment, conversation or case figures, and those queries (the comments' above all) would cost more than
+    the ratings for every week of the trend.
+
+    Raises:
+        ReportingError: `within` names an unknown branch, counter or region.
+    """
+    periods = tuple(periods)
+    if not periods:
+        raise ValueError("a trend needs at least one period")
+    org = await load_org(db)
+    frame = await rating_frame(db, Grouping("all", periods, org.filter_for(within or Scope.bank()), db.dialect))
+    rows = {int(row["bucket"]): row for _, row in frame.iterrows() if pd.notna(row["bucket"])}
+    limits = {"min_responses": min_responses, "confidence": confidence}
+    trend, nobody = [], pd.Series(0, index=_score_columns())
+    for bucket in range(len(periods)):
+        row = rows.get(bucket, nobody)
+        scores = {name: {s: int(row[f"{name}_{s}"]) for s in scale} for name, scale in SCALES.items()}
+        trend.append({name: formula(scores[name], **limits) for name, formula in SCORE_FORMULAS.items()})
+    return trend
 
 
 def compare(current: MetricsReport, previous: MetricsReport, *, confidence: float = CONFIDENCE) -> dict[str, Change]:
@@ -211,10 +244,11 @@ def _case_lists(frame: pd.DataFrame) -> Iterable[tuple[Key, dict[str, list[float
     if frame.empty:
         return []
     columns = ("first_response_s", "resolution_s", "first_response_met", "resolution_met")
-    return [
-        (key, {column: group[column].astype("float64").tolist() for column in columns})
-        for key, group in frame.groupby(["scope", "bucket"], sort=False)
-    ]
+    # Convert once and slice arrays by each group's row positions: converting and slicing a DataFrame per
+    # group cost a second for the 1,200 branch-weeks of a bank digest.
+    arrays = {column: frame[column].to_numpy(dtype="float64", na_value=np.nan) for column in columns}
+    groups = frame.groupby(["scope", "bucket"], sort=False).indices
+    return [(key, {column: arrays[column][rows].tolist() for column in columns}) for key, rows in groups.items()]
 
 
 def _score_columns() -> list[str]:

@@ -269,7 +269,7 @@ async def test_two_processes_racing_for_one_row_send_it_once(seeded, database_ur
             await holder.execute(text("SELECT id FROM digests FOR UPDATE"))  # both leases wait behind this lock
             rounds = [asyncio.create_task(send_due_digests(d, Notifier(d, mailer=mailer(port)), OPTIONS, RUN))
                       for d in (seeded, other)]  # fmt: skip
-            async with seeded.engine.connect() as probe, asyncio.timeout(10):
+            async with seeded.engine.connect() as probe, asyncio.timeout(60):
                 while (await probe.scalar(waiting)) < 2:
                     await asyncio.sleep(0.05)
             await holder.commit()
