@@ -132,6 +132,7 @@ async def _session(
     pages = {"queue": "/console/cases", "queue page 2, urgent": "/console/cases?status=all&priority=urgent&page=2",
              "case page": f"/console/cases/{case_id}"}  # fmt: skip
     async with ClientSession(base, cookies={"closeloop_staff": issued.token}) as client:
+        await asyncio.sleep(random.uniform(0, 2 * think))  # sessions start apart, as people do
         for _ in range(rounds):
             for name, path in pages.items():
                 started = time.perf_counter()

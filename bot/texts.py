@@ -116,6 +116,15 @@ TEXTS: dict[str, dict[str, str]] = {
         "en": "Welcome! You will receive the weekly digest for {scope} here in this chat.",
         "zh": "欢迎！您将在此对话中收到{scope}的每周简报。",
     },
+    "invite_alerts_accepted": {
+        "en": "Done! New-case alerts for {scope} will arrive here in this chat.",
+        "zh": "设置完成！{scope}的新工单提醒将发送到此对话。",
+    },
+    "invite_digest_private_only": {
+        "en": "A digest invite works in a private chat only: please open the link in a private chat with me. "
+        "(Group chats can take case-alert invites.)",
+        "zh": "简报邀请只能在私聊中使用，请在与我的私聊中打开此链接。（群聊可以使用工单提醒邀请。）",
+    },
     "invite_invalid": {
         "en": "This invite link is not valid or was already used; ask for a new one.",
         "zh": "此邀请链接无效或已被使用，请重新申请一个。",

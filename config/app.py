@@ -24,6 +24,7 @@ from bot.script import Survey
 from config.branches import BranchList, load_branches
 from config.files import parse_file
 from config.settings import Settings
+from config.subscriptions import load_subscriptions, sync_subscriptions
 from config.worker import AnalysisWorker
 from nlp.flags import FlagRules
 from nlp.taxonomy import Taxonomy
@@ -127,9 +128,12 @@ def load_salt(settings: Settings) -> bytes:
 
 
 async def _database_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
+    # Read first: a wrong subscriptions file stops the start (exit 2) before the database is touched.
+    subscriptions = load_subscriptions(settings.files.subscriptions, catalog.branches)
     database = open_database(settings)
     try:
         await prepare_database(database, settings, catalog)
+        await sync_subscriptions(database, subscriptions, settings.files.subscriptions)
         app[DATABASE] = database
         yield
     finally:
@@ -215,6 +219,7 @@ def console_options(settings: Settings, catalog: Catalog) -> ConsoleOptions:
         category_names=category_names(catalog),
         flag_names=flag_names(catalog),
         departments={c.id: c.department for c in catalog.taxonomy.categories},
+        department_names={d.id: {"en": d.name.en, "zh": d.name.zh} for d in catalog.taxonomy.departments},
     )
 
 

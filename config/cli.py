@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import click
@@ -15,12 +16,14 @@ from aiohttp import web
 
 from bot.channels.telegram import TelegramStartError
 from config.app import VERSION, Catalog, create_app, load_catalog, open_database
+from config.demo_commands import demo
 from config.digest_commands import digest, manager
 from config.errors import ConfigError
 from config.nlp_commands import nlp, worker
 from config.report_commands import export
 from config.settings import Settings, describe_settings, load_settings
 from config.staff_commands import staff
+from config.subscriptions import load_subscriptions
 from config.ticket_commands import tickets
 from store import StoreError, current_revision, head_revision, upgrade
 from web.auth import ensure_first_admin
@@ -116,9 +119,10 @@ def config_group() -> None:
 def config_check(settings: Settings) -> None:
     """Validate the settings and the operator files without starting anything."""
     catalog = load_catalog(settings)
+    subscriptions = load_subscriptions(settings.files.subscriptions, catalog.branches)
     click.echo(
         f"settings ok; {len(catalog.branches.branches)} branches, {len(catalog.survey.steps)} survey steps, "
-        f"{len(catalog.taxonomy.categories)} categories"
+        f"{len(catalog.taxonomy.categories)} categories, {len(subscriptions.email)} e-mail subscriptions"
     )
 
 
@@ -185,41 +189,47 @@ cli.add_command(digest)
 cli.add_command(manager)
 cli.add_command(tickets)
 cli.add_command(staff)
+cli.add_command(demo)
 
 
 async def serve(settings: Settings, catalog: Catalog) -> None:
     """Run until SIGINT or SIGTERM, then close every resource in reverse order."""
     app = create_app(settings, catalog)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
-    await runner.setup()
-    try:
-        password = await ensure_first_admin(app[DATABASE])
-        if password:
-            click.echo(f"No staff users yet: sign in at {settings.public_url}/console/login as 'admin' with the "
-                       f"one-time password {password}\n(change it: closeloop staff reset-password --username admin)",
-                       err=True)  # fmt: skip
-        site = web.TCPSite(runner, settings.http.host, settings.http.port)
+    # Handlers first: a signal that arrives while resources open, or the moment the port answers, is a stop
+    # request like any other, not a kill by the default action.
+    with _stop_signals() as stop:
+        await runner.setup()
         try:
-            await site.start()
-        except OSError as exc:
-            raise ServeError(
-                f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror or exc}"
-                " (is another closeloop or another server using this port? set CLOSELOOP_HTTP_PORT)"
-            ) from None
-        log.info("closeloop %s listening on http://%s:%d", VERSION, settings.http.host, settings.http.port)
-        await _wait_for_stop_signal()
-        log.info("stopping")
-    finally:
-        await runner.cleanup()
+            password = await ensure_first_admin(app[DATABASE])
+            if password:
+                click.echo(f"No staff users yet: sign in at {settings.public_url}/console/login as 'admin' with the "
+                           f"one-time password {password}\n(change it: closeloop staff reset-password --username "
+                           "admin)", err=True)  # fmt: skip
+            site = web.TCPSite(runner, settings.http.host, settings.http.port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ServeError(
+                    f"cannot listen on {settings.http.host}:{settings.http.port}: {exc.strerror or exc}"
+                    " (is another closeloop or another server using this port? set CLOSELOOP_HTTP_PORT)"
+                ) from None
+            log.info("closeloop %s listening on http://%s:%d", VERSION, settings.http.host, settings.http.port)
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await runner.cleanup()
 
 
-async def _wait_for_stop_signal() -> None:
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[asyncio.Event]:
+    """An event that SIGINT or SIGTERM sets, for as long as the block runs."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        yield stop
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)

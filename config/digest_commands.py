@@ -1,12 +1,10 @@
-"""`closeloop digest` and `closeloop manager ...`: render a weekly digest on demand, subscribe managers to it."""
+"""`closeloop digest` and `closeloop manager ...`: a weekly digest on demand; who receives digests and case alerts."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
 from collections.abc import Awaitable, Callable
-from email.utils import parseaddr
 from pathlib import Path
 from typing import TypeVar
 
@@ -14,10 +12,22 @@ import click
 
 from config.app import category_names, load_catalog, open_database
 from config.settings import Settings
+from config.subscriptions import PURPOSES, SCOPE_FORM, is_email_address, parse_scope
+from store.models import ActorKind, DeliveryChannel, ScopeKind, Subscription
+from store.staff import Actor
+from store.subscriptions import (
+    FROM_CLI,
+    FROM_INVITE,
+    INVITE_PREFIX,
+    FileSubscriptionError,
+    NewSubscription,
+    SubscriptionNotFoundError,
+    add_subscription,
+    list_subscriptions,
+    remove_subscription,
+)
 
 T = TypeVar("T")
-SCOPE_FORM = "branch:CODE, region:NAME or all"
-EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 @click.command("digest")
@@ -76,60 +86,107 @@ def digest(settings: Settings, week: str, branch: str | None, region: str | None
 
 @click.group()
 def manager() -> None:
-    """Subscribe managers to the weekly digest of a branch, a region or the whole bank."""
+    """Choose who receives the weekly digest and the case alerts of a branch, a region or the whole bank."""
+
+
+def _purpose_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option("--purpose", type=click.Choice(sorted(PURPOSES)), default="digest", show_default=True,
+                        help="The weekly digest, or case alerts (new cases at once; region and all also get "
+                             "escalations).")(command)  # fmt: skip
 
 
 @manager.command("invite")
-@click.option("--scope", "scope_text", required=True, help=f"What the digest covers: {SCOPE_FORM}.")
+@click.option("--scope", "scope_text", required=True, help=f"What the subscription covers: {SCOPE_FORM}.")
+@_purpose_option
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.pass_obj
-def invite(settings: Settings, scope_text: str, language: str) -> None:
-    """Create a Telegram digest subscription and print the link that binds a manager's chat to it."""
+def invite(settings: Settings, scope_text: str, purpose: str, language: str) -> None:
+    """Create a Telegram subscription and print the link that binds a chat to it (for alerts, a group chat too)."""
     kind, value = _checked_scope(settings, scope_text)
     code = secrets.token_urlsafe(12)
-    _subscribe(settings, "telegram", None, kind, value, language, invite_code=code)
-    if settings.telegram.username:
-        click.echo(f"https://t.me/{settings.telegram.username.lstrip('@')}?start=mgr-{code}")
+    new = NewSubscription(PURPOSES[purpose], DeliveryChannel.TELEGRAM, kind, value, language, invite_code=code)
+    _subscribe(settings, new, source=FROM_INVITE)
+    username = (settings.telegram.username or "").lstrip("@")
+    if username:
+        click.echo(f"https://t.me/{username}?start={INVITE_PREFIX}{code}")
+        if purpose == "alerts":
+            # startgroup: Telegram adds the bot to a group the user picks and sends "/start@bot mgr-..." there.
+            click.echo(f"for the staff group: https://t.me/{username}?startgroup={INVITE_PREFIX}{code} "
+                       f"(or send /start@{username} {INVITE_PREFIX}{code} in the group)")  # fmt: skip
     else:
-        click.echo(f"invite code: mgr-{code}")
-        click.echo(f"the manager sends the bot: /start mgr-{code}")
+        where = "in a private chat or the staff group" if purpose == "alerts" else "in a private chat"
+        click.echo(f"invite code: {INVITE_PREFIX}{code}")
+        click.echo(f"the manager sends the bot, {where}: /start {INVITE_PREFIX}{code}")
         click.echo("closeloop: no Telegram username (CLOSELOOP_TELEGRAM_USERNAME): no link to print", err=True)
 
 
 @manager.command("add-email")
-@click.option("--scope", "scope_text", required=True, help=f"What the digest covers: {SCOPE_FORM}.")
-@click.option("--email", required=True, help="The manager's e-mail address.")
+@click.option("--scope", "scope_text", required=True, help=f"What the subscription covers: {SCOPE_FORM}.")
+@click.option("--email", required=True, help="The e-mail address.")
+@_purpose_option
 @click.option("--language", type=click.Choice(["en", "zh"]), default="en", show_default=True)
 @click.pass_obj
-def add_email(settings: Settings, scope_text: str, email: str, language: str) -> None:
-    """Send the weekly digest of a scope to an e-mail address."""
-    address = parseaddr(email)[1]
-    if not EMAIL.fullmatch(address) or address != email.strip():
+def add_email(settings: Settings, scope_text: str, email: str, purpose: str, language: str) -> None:
+    """Send the weekly digest or the case alerts of a scope to an e-mail address."""
+    address = email.strip()
+    if not is_email_address(address):
         raise click.BadParameter(f"not an e-mail address: {email!r}", param_hint="'--email'")
     kind, value = _checked_scope(settings, scope_text)
-    subscription_id = _subscribe(settings, "email", address, kind, value, language)
-    click.echo(f"subscription {subscription_id}: the {kind} digest{f' of {value}' if value else ''} goes to {address}")
+    new = NewSubscription(PURPOSES[purpose], DeliveryChannel.EMAIL, kind, value, language, address=address)
+    subscription_id = _subscribe(settings, new, source=FROM_CLI)
+    what = "the weekly digest" if purpose == "digest" else "case alerts"
+    click.echo(f"subscription {subscription_id}: {address} gets {what} of {_scope_text(kind, value)}")
 
 
-def parse_scope(text: str) -> tuple[str, str | None]:
-    """Split "branch:MAIN", "region:North" or "all" into a kind and a value.
+@manager.command("list")
+@click.pass_obj
+def list_(settings: Settings) -> None:
+    """Print every subscription: purpose, channel, address (or a pending invite), scope, language, state, source."""
+    rows = _with_database(settings, list_subscriptions)
+    if not rows:
+        click.echo("no subscriptions yet (closeloop manager invite / add-email, or the subscriptions file)")
+        return
+    table = [("ID", "PURPOSE", "CHANNEL", "ADDRESS", "SCOPE", "LANG", "STATE", "SOURCE")]
+    for row in rows:
+        purpose = next(name for name, value in PURPOSES.items() if value == row.purpose)
+        table.append((str(row.id), purpose, str(row.channel), _address_text(row), _scope_text(row.scope_kind,
+                      row.scope_value), row.language, _state_text(row), row.source))  # fmt: skip
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
 
-    Raises:
-        click.BadParameter: any other form.
-    """
-    kind, _, value = text.strip().partition(":")
-    if kind == "all" and not value:
-        return "all", None
-    if kind in ("branch", "region") and value.strip():
-        return kind, value.strip()
-    raise click.BadParameter(f"{text!r}: expected {SCOPE_FORM}", param_hint="'--scope'")
+
+@manager.command("remove")
+@click.argument("subscription_id", type=int)
+@click.pass_obj
+def remove(settings: Settings, subscription_id: int) -> None:
+    """Stop a subscription made with `closeloop manager` (it is kept, inactive; the audit log records who and when)."""
+
+    async def _remove(database) -> bool:
+        return await remove_subscription(database, subscription_id, actor=Actor(ActorKind.CLI))
+
+    try:
+        changed = _with_database(settings, _remove)
+    except SubscriptionNotFoundError:
+        raise click.BadParameter(f"no subscription {subscription_id}", param_hint="'SUBSCRIPTION_ID'") from None
+    except FileSubscriptionError:
+        raise click.BadParameter(
+            f"subscription {subscription_id} comes from {settings.files.subscriptions}: remove its entry there",
+            param_hint="'SUBSCRIPTION_ID'",
+        ) from None
+    click.echo(f"subscription {subscription_id} {'removed' if changed else 'was inactive already'}")
 
 
-def _checked_scope(settings: Settings, text: str) -> tuple[str, str | None]:
+def _checked_scope(settings: Settings, text: str) -> tuple[ScopeKind, str | None]:
+    """Parse a --scope and check its branch or region is in the database (synchronised from the branches file)."""
     from reporting.scope import ReportingError, Scope, load_org
 
-    kind, value = parse_scope(text)
-    scope = Scope.bank() if kind == "all" else Scope.of_branch(value) if kind == "branch" else Scope.of_region(value)
+    try:
+        kind, value = parse_scope(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--scope'") from None
+    scope = Scope.bank() if kind == ScopeKind.ALL else Scope.of_branch(value) if kind == ScopeKind.BRANCH else (
+        Scope.of_region(value))  # fmt: skip
 
     async def _check(database) -> None:
         (await load_org(database)).filter_for(scope)
@@ -141,20 +198,30 @@ def _checked_scope(settings: Settings, text: str) -> tuple[str, str | None]:
     return kind, value
 
 
-def _subscribe(
-    settings: Settings, channel: str, address: str | None, kind: str, value: str | None, language: str, **extra
-) -> int:
-    from store.models import Subscription, SubscriptionPurpose
-
+def _subscribe(settings: Settings, new: NewSubscription, *, source: str) -> int:
     async def _add(database) -> int:
-        async with database.writing(), database.sessions() as session, session.begin():
-            row = Subscription(purpose=SubscriptionPurpose.DIGEST, channel=channel, address=address, scope_kind=kind,
-                               scope_value=value, language=language, **extra)  # fmt: skip
-            session.add(row)
-            await session.flush()
-            return row.id
+        return await add_subscription(database, new, source=source, actor=Actor(ActorKind.CLI))
 
     return _with_database(settings, _add)
+
+
+def _scope_text(kind: ScopeKind, value: str | None) -> str:
+    return "all" if kind == ScopeKind.ALL else f"{kind}:{value}"
+
+
+def _address_text(row: Subscription) -> str:
+    """Staff need to see where a subscription goes: the address itself, a Telegram chat named private or group."""
+    if row.address is None:
+        return "(invite pending)"
+    if row.channel == DeliveryChannel.TELEGRAM:
+        return f"{row.address} ({'group' if row.address.startswith('-') else 'chat'})"
+    return row.address
+
+
+def _state_text(row: Subscription) -> str:
+    if not row.is_active:
+        return "inactive"
+    return "pending" if row.address is None else "active"
 
 
 def _with_database(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:

@@ -186,6 +186,9 @@ class FilesSettings(Section):
     survey: Path = Field(PACKAGE_DIR / "survey.toml", description="the conversation script")
     taxonomy: Path = Field(PACKAGE_DIR / "taxonomy.toml", description="complaint categories and departments")
     flags: Path = Field(PACKAGE_DIR / "flags.toml", description="rules that flag serious feedback for staff")
+    subscriptions: Path = Field(
+        PACKAGE_DIR / "subscriptions.toml", description="e-mail addresses that receive digests or case alerts"
+    )
 
 
 class Settings(Section):

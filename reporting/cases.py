@@ -31,7 +31,9 @@ from reporting.delivery.outbox import add_event
 from reporting.scope import staff_covers
 from store import Database
 from store.analysis_queue import AnalysisResult
+from store.audit import audit_entry
 from store.models import (
+    ActorKind,
     Analysis,
     Branch,
     Case,
@@ -343,7 +345,7 @@ def _record(
     topic: str = "case.updated",
     now: datetime | None = None,
 ) -> None:
-    """Write the history entry and the webhook event of a staff action; the first action answers the SLA clock."""
+    """Write the history entry, audit entry and webhook event of a staff action; the first one answers the SLA clock."""
     now = now or utcnow()
     if case.first_response_at is None:
         case.first_response_at = now
@@ -359,6 +361,8 @@ def _record(
             created_at=now,
         )
     )
+    session.add(audit_entry(actor_kind=ActorKind.STAFF, actor_id=actor_id, action=f"case.{kind}", target_type="case",
+                            target_id=case.id, before=before, after=after))  # fmt: skip
     payload = {"case_id": case.id, "branch": branch.code, "action": kind, "priority": case.priority.value, **after}
     if case.resolved_at is not None and topic == "case.resolved":
         payload["resolved_at"] = case.resolved_at.isoformat()

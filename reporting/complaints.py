@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sklearn.cluster import AgglomerativeClustering
 from sqlalchemy import ColumnElement, Select, case, func, literal_column, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -325,6 +324,9 @@ def cluster_complaints(complaints: Sequence[Complaint], vectors: np.ndarray, rul
     Average linkage with a distance threshold needs no number of clusters and does not chain two problems
     through one ambiguous text the way single linkage would; 500 texts make a 500 × 500 distance matrix.
     """
+    # Imported here: scikit-learn takes a second to import, and only the grouping pass clusters.
+    from sklearn.cluster import AgglomerativeClustering
+
     if len(complaints) != len(vectors):
         raise ValueError(f"embed returned {len(vectors)} rows for {len(complaints)} texts")
     if len(complaints) == 0:

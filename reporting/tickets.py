@@ -28,7 +28,8 @@ from reporting.figures import compare_figures, share
 from reporting.grouping import ACTIVE, GroupingResult, lock_ticket, run_grouping, ticket_payload
 from reporting.scope import staff_covers
 from store import Database
-from store.models import Branch, StaffUser, Ticket, TicketEvent, TicketStatus, utcnow
+from store.audit import audit_entry
+from store.models import ActorKind, Branch, StaffUser, Ticket, TicketEvent, TicketStatus, utcnow
 
 __all__ = [
     "GroupingResult",
@@ -191,6 +192,8 @@ async def comment(db: Database, ticket_id: int, body: str, *, actor_id: int, now
         data = {"before": state, "after": state}
         session.add(TicketEvent(ticket_id=ticket.id, actor_id=actor_id, kind="comment", body=body, data=data,
                                 created_at=now))  # fmt: skip
+        session.add(audit_entry(actor_kind=ActorKind.STAFF, actor_id=actor_id, action="ticket.commented",
+                                target_type="ticket", target_id=ticket.id, before=state, after=state))  # fmt: skip
         add_event(session, "ticket.updated", ticket_payload(ticket, branch, now, action="comment", actor_id=actor_id))
     return ticket
 
@@ -218,6 +221,8 @@ async def _transition(
         data = {"before": before, "after": _state(ticket)}
         session.add(TicketEvent(ticket_id=ticket.id, actor_id=actor_id, kind=action, body=body, data=data,
                                 created_at=now))  # fmt: skip
+        session.add(audit_entry(actor_kind=ActorKind.STAFF, actor_id=actor_id, action=f"ticket.{action}",
+                                target_type="ticket", target_id=ticket.id, **data))  # fmt: skip
         add_event(session, topic, ticket_payload(ticket, branch, now, action=action, actor_id=actor_id))
     return ticket
 

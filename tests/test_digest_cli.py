@@ -107,7 +107,8 @@ async def test_manager_invite_prints_the_deep_link_and_redeeming_binds_the_chat(
     [row] = await subscriptions(seeded)
     assert (row.purpose, row.channel, row.scope_kind, row.scope_value) == (
         SubscriptionPurpose.DIGEST, DeliveryChannel.TELEGRAM, ScopeKind.BRANCH, "MAIN")  # fmt: skip
-    assert (row.language, row.address, row.invite_code) == ("zh", None, link.rpartition("mgr-")[2])
+    assert (row.language, row.address, row.source) == ("zh", None, "invite")
+    assert row.invite_code == link.rpartition("mgr-")[2]
 
     redeemed = await redeem_invite(seeded, link.rpartition("=")[2], 4242)
     assert redeemed is not None
@@ -120,7 +121,7 @@ async def test_manager_invite_without_a_bot_username_prints_the_start_command(se
     result = await run(settings_for(database_url, tmp_path), "manager", "invite", "--scope", "all")
 
     assert result.exit_code == 0, result.output
-    assert "the manager sends the bot: /start mgr-" in result.output
+    assert "the manager sends the bot, in a private chat: /start mgr-" in result.output
     [row] = await subscriptions(seeded)
     assert (row.scope_kind, row.scope_value) == (ScopeKind.ALL, None)
 
@@ -135,8 +136,8 @@ async def test_manager_add_email_subscribes_an_address(seeded, database_url, tmp
     [row] = await subscriptions(seeded)
     assert (row.channel, row.address, row.scope_kind, row.scope_value) == (
         DeliveryChannel.EMAIL, "a@b.cn", ScopeKind.REGION, "North")  # fmt: skip
-    assert row.is_active
-    assert row.invite_code is None
+    assert (row.purpose, row.source, row.is_active, row.invite_code) == (SubscriptionPurpose.DIGEST, "cli", True, None)
+    assert result.output.strip() == f"subscription {row.id}: a@b.cn gets the weekly digest of region:North"
 
 
 @pytest.mark.parametrize(

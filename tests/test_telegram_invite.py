@@ -174,12 +174,17 @@ async def test_after_redeeming_a_plain_start_begins_a_survey(product):
     assert consent.startswith("Hi! We'd love to hear about your visit")
 
 
-async def test_an_invite_in_a_group_gets_the_group_line_and_is_not_redeemed(product):
+async def test_a_digest_invite_in_a_group_is_refused_and_kept_for_a_private_chat(product):
     subscription_id = await invite(product, "group-code")
-    await product.api.user_sends_text(609, "/start mgr-group-code", chat_type="group")
+    await product.api.user_sends_text(609, "/start@closeloop_test_bot mgr-group-code", chat_type="group")
     [reply] = await product.api.wait_for_messages(-609, 1)
-    assert reply.text == "I only take feedback in a private chat. Please message me directly."
+    assert reply.text.startswith("A digest invite works in a private chat only")
     assert (await subscription(product, subscription_id)).invite_code == "group-code"
+
+    [welcome] = await Customer(product.api, 609).says("/start mgr-group-code")
+
+    assert welcome == WELCOME_MAIN
+    assert (await subscription(product, subscription_id)).address == "609"
 
 
 async def test_a_database_failure_asks_to_try_again_and_keeps_the_code(product):

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from reporting.scope import Scope, staff_covers
 from store import Database
+from store.audit import request_address
 from store.models import ActorKind, Branch, ScopeKind, StaffRole, StaffUser, utcnow
 from store.staff import (
     Actor,
@@ -56,7 +57,7 @@ CONCURRENT_HASHES = 4  # argon2 takes 64 MiB and ~0.1 s a check: a burst of sign
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")  # secrets.token_urlsafe(32)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 FORM_TYPE = "application/x-www-form-urlencoded"
-MAX_FIELDS = 20
+MAX_FIELDS = 200  # a label-correction form carries one checkbox per category; the body size caps the rest
 FIRST_ADMIN = "admin"
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -87,6 +88,7 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
     """Authenticate and CSRF-check every /console request; add the security headers to whatever it answers."""
     if request.path != CONSOLE and not request.path.startswith(CONSOLE + "/"):
         return await handler(request)
+    address = request_address.set(request.remote)  # audit entries written while handling it carry the address
     try:
         response = await _guarded(request, handler)
     except web.HTTPException as exc:
@@ -94,6 +96,8 @@ async def console_guard(request: web.Request, handler: Handler) -> web.StreamRes
             _secure(exc)
             raise
         response = error_page(request, exc.status)
+    finally:
+        request_address.reset(address)
     return _secure(response)
 
 

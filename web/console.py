@@ -11,7 +11,6 @@ from importlib.resources import files
 
 from aiohttp import web
 
-from store.models import StaffUser
 from store.staff import end_session
 from web.auth import (
     CONCURRENT_HASHES,
@@ -25,20 +24,20 @@ from web.auth import (
     BadFormError,
     clear_session_cookies,
     console_guard,
-    csrf_token,
-    current_user,
     login_csrf,
     read_form,
     safe_next,
-    scope_of,
     set_login_csrf_cookie,
     set_session_cookie,
     sign_in,
 )
+from web.cases import CASES, add_case_routes
+from web.dashboard import add_dashboard_routes
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
 from web.pages import LANGUAGE_COOKIE, error_page, language_of, render
 from web.texts import LANGUAGES, texts
+from web.tickets import add_ticket_routes
 
 STATIC = {"console.css": "text/css"}
 LANGUAGE_MAX_AGE = 365 * 24 * 3600
@@ -58,14 +57,14 @@ def add_console_routes(app: web.Application, *, secure_cookies: bool, options: C
     app.router.add_get(f"{CONSOLE}/language", switch_language)
     app.router.add_get(f"{CONSOLE}/static/{{name}}", static_file)
     # Each console area registers its own routes below (one line each; shared file, insert only).
+    add_ticket_routes(app)
+    add_case_routes(app)
+    add_dashboard_routes(app)
 
 
 async def show_home(request: web.Request) -> web.Response:
-    user = current_user(request)
-    t = texts(language_of(request))
-    signed_in_as = t["signed_in_as"].format(name=user.display_name, role=t[f"role_{user.role}"],
-                                            scope=_scope_label(user, t))  # fmt: skip
-    return render(request, "home.html", user=user, signed_in_as=signed_in_as, csrf=csrf_token(request))
+    """The console opens on the case queue: the inner loop is what most staff come for."""
+    return _redirect(CASES)
 
 
 async def show_login(request: web.Request) -> web.Response:
@@ -126,11 +125,6 @@ def _login_page(
                       username=username)  # fmt: skip
     set_login_csrf_cookie(response, request, token)
     return response
-
-
-def _scope_label(user: StaffUser, t: dict[str, str]) -> str:
-    scope = scope_of(user)
-    return t["scope_all"] if scope.kind == "all" else t[f"scope_{scope.kind}"].format(value=scope.label)
 
 
 def _redirect(location: str) -> web.Response:

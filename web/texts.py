@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from web.texts_cases import CASE_TEXTS
+from web.texts_dashboard import DASHBOARD_TEXTS
+from web.texts_tickets import TICKET_TEXTS
+
 LANGUAGES = ("en", "zh")
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -12,7 +16,6 @@ TEXTS: dict[str, dict[str, str]] = {
     "password": {"en": "Password", "zh": "密码"},
     "switch_language": {"en": "中文", "zh": "English"},
     "signed_in_as": {"en": "Signed in as {name} ({role}, {scope})", "zh": "当前用户：{name}（{role}，{scope}）"},
-    "queue_soon": {"en": "The case queue will appear here.", "zh": "待处理的个案将显示在这里。"},
     "wrong_credentials": {"en": "Wrong username or password.", "zh": "用户名或密码错误。"},
     "try_later": {
         "en": "Too many failed attempts: try again later.",
@@ -43,7 +46,11 @@ TEXTS: dict[str, dict[str, str]] = {
 }
 # Each console area keeps its words in its own module (web/texts_<area>.py, a dict shaped like TEXTS) and is
 # merged here, one line each (shared file, insert only); keys must not collide.
-AREAS: tuple[dict[str, dict[str, str]], ...] = ()
+AREAS: tuple[dict[str, dict[str, str]], ...] = (
+    TICKET_TEXTS,
+    CASE_TEXTS,
+    DASHBOARD_TEXTS,
+)
 for _area in AREAS:
     if set(_area) & set(TEXTS):
         raise ValueError(f"console texts defined twice: {sorted(set(_area) & set(TEXTS))}")

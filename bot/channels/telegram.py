@@ -215,19 +215,21 @@ class TelegramChannel:
             return None
         if update.callback_query is not None:
             await _acknowledge_press(update)
-        if chat.type != ChatType.PRIVATE:
+        is_group = chat.type != ChatType.PRIVATE
+        code = invites.invite_code_of(_command_of(update.message)) if update.message is not None else None
+        if code is not None and self._invites is not None:
+            # A manager's invite is answered here, in a group too (a staff group takes case alerts): it is not
+            # feedback, and the engine knows no managers.
+            language = pick_language(user.language_code)
+            return chat.id, await self._invites.redeem(
+                code, event_id=str(update.update_id), chat=chat.id, language=language, is_group=is_group
+            )
+        if is_group:
             # In a group the bot says so when addressed, and does nothing else.
             await self._engine.discard(CHANNEL, str(update.update_id))
             if update.message is not None and _command_of(update.message) is not None:
                 return chat.id, [Reply(text("group_only_private", pick_language(user.language_code)))]
             return chat.id, []
-        code = invites.invite_code_of(_command_of(update.message)) if update.message is not None else None
-        if code is not None and self._invites is not None:
-            # A manager's invite is answered here: it is not feedback, and the engine knows no managers.
-            language = pick_language(user.language_code)
-            return chat.id, await self._invites.redeem(
-                code, event_id=str(update.update_id), chat=chat.id, language=language
-            )
         event = _to_event(update)
         if event is None:
             return None

@@ -51,6 +51,8 @@ class Subscription(Base):
     language: Mapped[str] = mapped_column(String(8))
     invite_code: Mapped[str | None] = mapped_column(String(64), unique=True)
     is_active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    # "file" rows belong to the start-up sync of the subscriptions file; "cli" and "invite" rows it never touches.
+    source: Mapped[str] = mapped_column(String(16), default="cli", server_default="cli")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
 
 

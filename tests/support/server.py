@@ -48,7 +48,7 @@ def get_health(port: int) -> tuple[int, dict]:
         return exc.code, json.load(exc)
 
 
-def wait_healthy(process: Server, port: int, within: float = 10.0) -> dict:
+def wait_healthy(process: Server, port: int, within: float = 30.0) -> dict:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -98,7 +98,7 @@ def stop(process: Server, sig: int = signal.SIGTERM) -> str:
     return err
 
 
-async def wait_healthy_async(process: Server, port: int, within: float = 15.0) -> None:
+async def wait_healthy_async(process: Server, port: int, within: float = 30.0) -> None:
     """Like wait_healthy, without blocking the event loop (an in-process Bot API stand-in must keep serving)."""
     deadline = time.monotonic() + within
     async with aiohttp.ClientSession() as session:

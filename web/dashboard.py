@@ -1,0 +1,343 @@
+"""The dashboard: headline figures with their change, weekly trends, categories and a table per branch or counter.
+
+Figures come from reporting.metrics with the minimum-n rule, so a small group shows "not enough responses" and
+never a number. Every bar, point, tile and row links to the feedback list filtered to exactly the rows it counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from functools import partial
+from operator import attrgetter
+from typing import Any
+
+from aiohttp import web
+from markupsafe import Markup
+from sqlalchemy import select
+
+from reporting.figures import Change, Figure, compare_figures
+from reporting.metrics import metrics_by, metrics_for
+from reporting.periods import Period, range_period, week_label, week_period, zone
+from reporting.report import MetricsReport
+from reporting.scope import Dimension, ReportingError, Scope, staff_branches
+from store import Database
+from store.models import Branch, Counter, StaffUser, utcnow
+from web.audit import AUDIT_PATH, export_audit, show_audit
+from web.auth import CONSOLE, csrf_token, current_user, scope_of
+from web.feedback import ANY, FEEDBACK_PATH, SENTIMENTS, FeedbackFilter, feedback_link, show_feedback
+from web.keys import DATABASE
+from web.options import CONSOLE_OPTIONS, ConsoleOptions
+from web.pages import error_page, language_of, render
+from web.shared_results import SharedResults
+from web.svg import Mark, bar_chart, column_chart, line_chart
+from web.texts import texts
+
+DASHBOARD_PATH = f"{CONSOLE}/dashboard"
+DEFAULT_WEEKS = 8
+MAX_WEEKS = 26
+WEEK_CHOICES = (4, 8, 13, 26)
+TILES = ("csat", "nps", "ces", "completion_rate", "cases.first_response_sla")  # MetricsReport attributes
+RATINGS = ("csat", "nps", "ces")  # figures whose rows the list can show: the feedback that gave the rating
+FRESH_FOR = 300.0  # seconds a scope's figures are reused; the page says when they were computed
+REMEMBERED = 256  # scopes and windows kept at once
+
+Figures = tuple[dict[Dimension, list[MetricsReport]], list[MetricsReport]]  # (both ranges by dimension, weekly)
+FIGURES = web.AppKey("dashboard_figures", SharedResults[Figures])
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """A scope the user may pick: its query value ("all", "region:North", "branch:MAIN") and its name."""
+
+    value: str
+    label: str
+    scope: Scope
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The weeks shown, the range they make up together, and the range of as many weeks before it."""
+
+    weeks: tuple[Period, ...]
+    current: Period
+    previous: Period
+
+
+@dataclass(frozen=True, slots=True)
+class Names:
+    """Branches in the user's scope by code, with region and name; counters by (branch code, counter code)."""
+
+    branches: dict[str, tuple[str | None, str]]
+    counters: dict[tuple[str, str], str]
+
+
+def add_dashboard_routes(app: web.Application) -> None:
+    """Register the dashboard, the feedback list its charts drill down to, and the audit log with its export."""
+    app[FIGURES] = SharedResults(ttl=FRESH_FOR, size=REMEMBERED)
+    app.router.add_get(DASHBOARD_PATH, show_dashboard)
+    app.router.add_get(FEEDBACK_PATH, show_feedback)
+    app.router.add_get(AUDIT_PATH, show_audit)
+    app.router.add_get(f"{AUDIT_PATH}.csv", export_audit)
+
+
+async def show_dashboard(request: web.Request) -> web.Response:
+    user = current_user(request)
+    db, options = request.app[DATABASE], request.app[CONSOLE_OPTIONS]
+    language = language_of(request)
+    t = texts(language)
+    names = await _names(db, user, language)
+    choices = _choices(user, names, t)
+    chosen = _chosen(choices, request.query.get("scope"))
+    window = _window(request.query.get("week"), request.query.get("weeks"), options.timezone)
+    breakdown: Dimension = "counter" if chosen.scope.kind == "branch" else "branch"
+    key = (chosen.scope, window.weeks[-1].label, len(window.weeks), options.min_responses)
+    try:
+        (ranges, weekly), computed_at = await request.app[FIGURES].get(
+            key, partial(_figures, db, chosen.scope, window, breakdown, min_responses=options.min_responses)
+        )
+    except ReportingError:  # a region or branch in the user's scope without any branch left in it
+        return error_page(request, 404)
+    previous, current = ranges["all"]
+    base = _rows_of(chosen.scope)
+    whole = _days(base, window.current)
+    return render(
+        request,
+        "dashboard.html",
+        user=user,
+        csrf=csrf_token(request),
+        choices=choices,
+        chosen=chosen,
+        weeks=len(window.weeks),
+        week_choices=WEEK_CHOICES,
+        last_week=window.weeks[-1].label,
+        window=window,
+        tiles=_tiles(current, previous, whole, t, language, weeks=len(window.weeks)),
+        charts=_charts(weekly, current, base, whole, t, options, language),
+        table=_table([r for r in ranges[breakdown] if r.period == window.current], names, language),
+        breakdown=breakdown,
+        computed_at=computed_at.astimezone(zone(options.timezone)).strftime("%H:%M"),
+        fresh_minutes=round(FRESH_FOR / 60),
+    )
+
+
+async def _figures(db: Database, scope: Scope, window: Window, breakdown: Dimension, *, min_responses: int) -> Figures:
+    """Both ranges for the headline and the table, and each week for the trends, from two concurrent rounds."""
+    limits = {"within": scope, "min_responses": min_responses}
+    ranges, weekly = await asyncio.gather(
+        metrics_for(db, ["all", breakdown], [window.previous, window.current], **limits),
+        metrics_by(db, "all", window.weeks, **limits),
+    )
+    return ranges, weekly
+
+
+async def _names(db: Database, user: StaffUser, language: str) -> Names:
+    """The branches and counters the user may see, in one query each (a few hundred rows at most)."""
+    in_scope = staff_branches(user)
+    branch_name, counter_name = (
+        (Branch.name_zh, Counter.name_zh) if language == "zh" else (Branch.name_en, Counter.name_en)
+    )
+    async with db.sessions() as session:
+        branches = await session.execute(
+            select(Branch.code, Branch.region, branch_name).where(in_scope).order_by(Branch.code)
+        )
+        counters = await session.execute(
+            select(Branch.code, Counter.code, counter_name).join(Branch, Branch.id == Counter.branch_id).where(in_scope)
+        )
+        return Names(
+            branches={code: (region, name) for code, region, name in branches},
+            counters={(branch, code): name for branch, code, name in counters},
+        )
+
+
+def _choices(user: StaffUser, names: Names, t: dict[str, str]) -> list[Choice]:
+    """The user's own scope first, then the regions and branches inside it."""
+    own = scope_of(user)
+    choices = []
+    if own.kind == "all":
+        choices.append(Choice("all", t["scope_all"], Scope.bank()))
+    if own.kind in ("all", "region"):
+        regions = sorted({region for region, _ in names.branches.values() if region})
+        choices += [Choice(f"region:{r}", t["scope_region"].format(value=r), Scope.of_region(r)) for r in regions]
+    choices += [
+        Choice(f"branch:{code}", f"{name} ({code})", Scope.of_branch(code))
+        for code, (_, name) in names.branches.items()
+    ]
+    return choices
+
+
+def _chosen(choices: list[Choice], value: str | None) -> Choice:
+    """The asked scope if the user may see it; 404 otherwise, the same as for a scope that does not exist."""
+    if not choices:
+        raise web.HTTPNotFound()
+    if not value:
+        return choices[0]
+    for choice in choices:
+        if choice.value == value:
+            return choice
+    raise web.HTTPNotFound()
+
+
+def _window(week: str | None, weeks: str | None, timezone: str) -> Window:
+    """The `weeks` ISO weeks up to `week` (default: this week, local time)."""
+    if weeks and not (weeks.isdigit() and 1 <= int(weeks) <= MAX_WEEKS):
+        raise web.HTTPBadRequest()
+    count = int(weeks) if weeks else DEFAULT_WEEKS
+    try:
+        last = week_period(week or week_label(utcnow().astimezone(zone(timezone)).date()), timezone)
+    except ValueError:
+        raise web.HTTPBadRequest() from None
+    mondays = [last.first_day - timedelta(weeks=count - 1 - i) for i in range(count)]
+    periods = tuple(week_period(week_label(monday), timezone) for monday in mondays)
+    current = range_period(periods[0].first_day, periods[-1].last_day, timezone)
+    return Window(periods, current, current.previous())
+
+
+def _rows_of(scope: Scope) -> FeedbackFilter:
+    """The feedback list's filter for a scope's rows (the user's own scope applies there too)."""
+    return FeedbackFilter(region=scope.region, branch=scope.branch, counter=scope.counter)
+
+
+def _days(rows: FeedbackFilter, period: Period) -> FeedbackFilter:
+    return replace(rows, first_day=period.first_day, last_day=period.last_day)
+
+
+def _tiles(
+    current: MetricsReport,
+    previous: MetricsReport,
+    rows: FeedbackFilter,
+    t: dict[str, str],
+    language: str,
+    *,
+    weeks: int,
+) -> list[dict[str, Any]]:
+    """Headline figures of the weeks shown against as many weeks before, and the link to the rows of each."""
+    tiles = [
+        {
+            "label": t["dash_volume"],
+            "shown": str(current.responses),
+            "is_hidden": False,
+            "n": None,
+            "href": feedback_link(rows),
+            "change": _count_change(current.responses - previous.responses, t, weeks),
+        }
+    ]
+    for name in TILES:
+        figure = attrgetter(name)(current)
+        link = feedback_link(rows, **{name: ANY}) if name in RATINGS and figure.value is not None else None
+        tiles.append(
+            {
+                "label": t[f"dash_{name.replace('.', '_')}"],
+                "shown": figure.render(language),
+                "is_hidden": figure.value is None,
+                "n": figure.n,
+                "href": link,
+                "change": _change(compare_figures(figure, attrgetter(name)(previous)), t, weeks),
+            }
+        )
+    return tiles
+
+
+def _change(change: Change, t: dict[str, str], weeks: int) -> dict[str, Any]:
+    if change.delta is None:
+        return {"text": t["dash_no_comparison"], "direction": None, "is_beyond_noise": False}
+    unit = {"share": f" {t['dash_points']}", "nps": "", "mean": ""}[change.current.kind]
+    delta = f"{change.delta:+.1f}" if change.current.kind == "mean" else f"{change.delta:+.0f}"
+    noise = t["dash_beyond_noise"] if change.is_beyond_noise else t["dash_within_noise"]
+    text = t["dash_vs_previous"].format(delta=f"{delta}{unit}", weeks=weeks) + f" ({noise})"
+    return {"text": text, "direction": change.direction, "is_beyond_noise": change.is_beyond_noise}
+
+
+def _count_change(delta: int, t: dict[str, str], weeks: int) -> dict[str, Any]:
+    direction = "up" if delta > 0 else "down" if delta < 0 else "flat"
+    text = t["dash_vs_previous"].format(delta=f"{delta:+d}", weeks=weeks)
+    return {"text": text, "direction": direction, "is_beyond_noise": False}
+
+
+def _charts(
+    weekly: list[MetricsReport],
+    current: MetricsReport,
+    base: FeedbackFilter,
+    whole: FeedbackFilter,
+    t: dict[str, str],
+    options: ConsoleOptions,
+    language: str,
+) -> dict[str, Markup | None]:
+    """Trends and volume per week, category and sentiment shares over the whole window."""
+    weeks = [(report, _days(base, report.period)) for report in weekly]
+
+    def trend(name: str) -> list[Mark]:
+        return [_mark(r.period, getattr(r, name), language, feedback_link(rows, **{name: ANY})) for r, rows in weeks]
+
+    volume = [
+        Mark(r.period.label, float(r.responses), str(r.responses), feedback_link(rows), tick=_tick(r.period))
+        for r, rows in weeks
+    ]
+    categories = sorted(current.categories.items(), key=lambda item: -(item[1].value or 0.0))
+    return {
+        "csat": line_chart(trend("csat"), title=t["dash_csat_trend"], low=0.0, high=100.0),
+        "nps": line_chart(trend("nps"), title=t["dash_nps_trend"], low=-100.0, high=100.0),
+        "volume": column_chart(volume, title=t["dash_volume_chart"]),
+        "categories": _shares(
+            [(options.category_name(c, language), f, feedback_link(whole, category=c)) for c, f in categories],
+            title=t["dash_categories"],
+            t=t,
+            language=language,
+        ),
+        "sentiment": _shares(
+            [(t[f"fb_sentiment_{s}"], current.sentiment[s], feedback_link(whole, sentiment=s)) for s in SENTIMENTS],
+            title=t["dash_sentiment"],
+            t=t,
+            language=language,
+        ),
+    }
+
+
+def _mark(period: Period, figure: Figure, language: str, href: str) -> Mark:
+    caption = figure.render(language) + ("" if figure.value is None else f" (n={figure.n})")
+    return Mark(period.label, figure.value, caption, href if figure.value is not None else None, tick=_tick(period))
+
+
+def _tick(week: Period) -> str:
+    """The axis label of a week: "W47" (the tooltip keeps "2026-W47")."""
+    return week.label.rsplit("-", 1)[-1]
+
+
+def _shares(items: list[tuple[str, Figure, str]], *, title: str, t: dict[str, str], language: str) -> Markup | None:
+    """Bars of shares of analysed comments, captioned with how many comments each is; None while too few."""
+    shown = [(label, figure, href) for label, figure, href in items if figure.value is not None]
+    if not shown:
+        return None
+    marks = [
+        Mark(label, figure.value, t["dash_share_of"].format(share=figure.render(language), count=_count(figure)), href)
+        for label, figure, href in shown
+    ]
+    return bar_chart(marks, title=title)
+
+
+def _count(share: Figure) -> int:
+    """How many comments a share stands for: the share is count / n exactly, so this undoes it."""
+    return round((share.value or 0.0) * share.n / 100)
+
+
+def _table(reports: list[MetricsReport], names: Names, language: str) -> list[dict[str, Any]]:
+    """One row per branch or counter with its figures (hidden below the minimum) and the link to its rows."""
+    rows = []
+    for report in reports:
+        scope = report.scope
+        if scope.kind == "counter":
+            name = names.counters.get((scope.branch or "", scope.counter or ""), scope.counter or "")
+        else:
+            name = names.branches.get(scope.branch or "", (None, scope.label))[1]
+        link = feedback_link(_days(_rows_of(scope), report.period))
+        rows.append(
+            {
+                "code": scope.counter if scope.kind == "counter" else scope.label,
+                "name": name,
+                "responses": report.responses,
+                "href": link,
+                **{name: getattr(report, name).render(language) for name in RATINGS},
+            }
+        )
+    return rows
