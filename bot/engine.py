@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from bot import buttons, records
+from bot import buttons, records, reply_consent
 from bot.events import Button, Incoming, Kind, Reply
 from bot.flood import FloodGuard, Verdict
 from bot.followup import CategoryRanker, KeywordRanker, decide_followup
@@ -78,6 +78,7 @@ class Engine:
         flood: FloodGuard | None = None,
         clock: Callable[[], datetime] = utcnow,
         conversation_ttl: timedelta = timedelta(hours=24),
+        reply_channels: Collection[str] = (),
     ) -> None:
         self._db = database
         self.survey = survey
@@ -87,6 +88,8 @@ class Engine:
         self._flood = flood or FloodGuard()
         self._clock = clock
         self._ttl = conversation_ttl
+        # Channels whose user id is an address staff can write to later; elsewhere reply consent is never asked.
+        self._reply_channels = frozenset(reply_channels)
         # One customer's events run one at a time in this process; PostgreSQL row locks cover other processes.
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._places: dict[str, tuple[float, records.Place | None]] = {}
@@ -352,6 +355,10 @@ class Engine:
                 replies.append(Reply(current.text.get(turn.language)))
                 next_id = current.next
                 continue
+            if current.reply_consent and conversation.channel not in self._reply_channels:
+                # No address to write to on this channel: the question would promise nothing. Nothing is stored.
+                next_id = self._next_step_id(current, answers)
+                continue
             if current.type is StepType.FOLLOWUP:
                 comment = _latest_comment(self.survey, answers)
                 # A model ranks in a thread: its few milliseconds must not hold up other customers.
@@ -388,7 +395,9 @@ class Engine:
         assert conversation is not None
         conversation.status = ConversationStatus.COMPLETED
         conversation.completed_at = turn.now
-        records.add_feedback(turn.session, self.survey, conversation, answers, turn.language, turn.now)
+        feedback = records.add_feedback(turn.session, self.survey, conversation, answers, turn.language, turn.now)
+        if conversation.channel in self._reply_channels and reply_consent.has_agreed(self.survey, answers):
+            reply_consent.record_consent(feedback, turn.event.user, turn.now)
 
     async def _set_language(self, turn: Turn, choice: buttons.Language) -> list[Reply]:
         turn.language = choice.language
@@ -417,11 +426,15 @@ class Engine:
         lines = [text("mydata_header", turn.language)]
         consent_date = respondent.consent_at.date().isoformat() if respondent.consent_at else "—"
         lines.append(text("mydata_consent", turn.language, date=consent_date, lang=respondent.language or "—"))
+        reply_consents = await reply_consent.consents_of(turn.session, respondent)
         for conversation, branch in await records.conversations_of(turn.session, respondent):
             branch_name = branch.name_zh if turn.language == "zh" else branch.name_en
             date = conversation.started_at.date().isoformat()
             status = text(f"status_{conversation.status}", turn.language)
             lines.append(text("mydata_conversation", turn.language, date=date, branch=branch_name, status=status))
+            if conversation.id in reply_consents:
+                agreed = reply_consents[conversation.id].date().isoformat()
+                lines.append(text("mydata_reply", turn.language, date=agreed))
             answers = await records.answers_of(turn.session, conversation.id)
             lines.extend(
                 f"   {e.question} → {e.answer}" for e in exchanges(self.survey, self.taxonomy, answers, turn.language)

@@ -198,7 +198,7 @@ async def conversations_of(session: AsyncSession, respondent: Respondent, limit:
 
 
 async def erase_respondent(session: AsyncSession, respondent: Respondent) -> None:
-    """Erase a customer's data: answers, comments, phone number and the link to them.
+    """Erase a customer's data: answers, comments, phone number, the chat staff could write to and the link to them.
 
     Ratings stay, detached from the person, so last month's statistics do not change under the managers.
     """
@@ -208,7 +208,7 @@ async def erase_respondent(session: AsyncSession, respondent: Respondent) -> Non
     await session.execute(
         update(Feedback)
         .where(Feedback.conversation_id.in_(conversation_ids))
-        .values(comment=None, contact_phone=None, respondent_id=None)
+        .values(comment=None, contact_phone=None, reply_chat=None, reply_consent_at=None, respondent_id=None)
     )
     await session.execute(delete(Answer).where(Answer.conversation_id.in_(conversation_ids)))
     await session.execute(

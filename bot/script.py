@@ -64,11 +64,16 @@ class Step(Strict):
     optional: bool = False
     branches: tuple[Branch, ...] = ()
     next: str | None = None  # None ends the conversation
+    # A yes here lets staff write to the customer later through the bot. Asked only on channels that keep an
+    # address to write to (the engine is told which); skipped, with nothing stored, everywhere else.
+    reply_consent: bool = False
 
     @model_validator(mode="after")
     def _fits_type(self) -> Step:
         if self.type is StepType.RATING and self.scale is None:
             raise ValueError(f"rating step {self.id!r} needs a scale (csat, nps or ces)")
+        if self.reply_consent and self.type is not StepType.YES_NO:
+            raise ValueError(f"step {self.id!r}: reply_consent needs a yes_no step")
         if self.type is StepType.CHOICE and not self.options:
             raise ValueError(f"choice step {self.id!r} needs options")
         reject_duplicates(f"options in step {self.id}", [o.id for o in self.options])
@@ -93,6 +98,8 @@ class Survey(Strict):
             raise ValueError(f"start step {self.start!r} is not among the steps")
         if self.step(self.start).type is not StepType.YES_NO:
             raise ValueError(f"start step {self.start!r} must be a yes_no step: it asks for consent")
+        if self.step(self.start).reply_consent:
+            raise ValueError(f"start step {self.start!r} cannot ask for reply consent: nothing is stored before it")
         for step in self.steps:
             for target in step.targets():
                 if target not in known:

@@ -93,14 +93,19 @@ TEXTS: dict[str, dict[str, str]] = {
     },
     "mydata_consent": {"en": "Consent given: {date}; language: {lang}", "zh": "同意时间：{date}；语言：{lang}"},
     "mydata_conversation": {"en": "• {date} at {branch} ({status})", "zh": "• {date} {branch}（{status}）"},
+    "mydata_reply": {
+        "en": "   Staff may write to you in this chat about it (you agreed on {date}; /forget withdraws it).",
+        "zh": "   工作人员可就此在本对话中给您发消息（您于 {date} 同意；发送 /forget 可撤回）。",
+    },
     "status_active": {"en": "in progress", "zh": "进行中"},
     "status_completed": {"en": "completed", "zh": "已完成"},
     "status_cancelled": {"en": "stopped", "zh": "已结束"},
     "status_expired": {"en": "expired", "zh": "已过期"},
     "forget_confirm": {
-        "en": "Erase everything we hold about you: your answers, comments and phone number? "
-        "Ratings stay in anonymous statistics. This cannot be undone.",
-        "zh": "确定删除我们保存的您的全部信息（回答、意见和电话号码）吗？评分将仅保留在匿名统计中。此操作无法撤销。",
+        "en": "Erase everything we hold about you: your answers, comments and phone number, and your permission "
+        "for staff to write to you here? Ratings stay in anonymous statistics. This cannot be undone.",
+        "zh": "确定删除我们保存的您的全部信息（回答、意见、电话号码以及工作人员在此给您发消息的许可）吗？"
+        "评分将仅保留在匿名统计中。此操作无法撤销。",
     },
     "forgotten": {"en": "Done: your data has been erased.", "zh": "已完成：您的信息已删除。"},
     "forget_kept": {"en": "OK, nothing was erased.", "zh": "好的，没有删除任何信息。"},

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from bot.channels.keys import ENGINE, PUBLIC_URL
+from bot.channels.telegram import CHANNEL as TELEGRAM_CHANNEL
 from bot.channels.telegram import TELEGRAM, TelegramChannel, TelegramOptions, webhook_handler
 from bot.channels.webchat import add_webchat_routes
 from bot.engine import Engine
@@ -30,6 +31,7 @@ from nlp.flags import FlagRules
 from nlp.taxonomy import Taxonomy
 from reporting.alerts import AlertOptions
 from reporting.cases import run_case_jobs
+from reporting.contact import ContactDispatcher, ContactOptions
 from reporting.delivery import (
     DeliveryError,
     Mailer,
@@ -41,6 +43,7 @@ from reporting.delivery import (
     WebhookSender,
 )
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
+from web.api import add_api_routes
 from web.app import create_web_app
 from web.console import add_console_routes
 from web.keys import DATABASE
@@ -141,7 +144,10 @@ async def _database_context(settings: Settings, catalog: Catalog, app: web.Appli
 
 
 async def _engine_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:
-    app[ENGINE] = Engine(app[DATABASE], catalog.survey, catalog.taxonomy, salt=load_salt(settings))
+    # Telegram keeps a chat staff can write to later; the web chat does not, so its customers are never asked.
+    app[ENGINE] = Engine(
+        app[DATABASE], catalog.survey, catalog.taxonomy, salt=load_salt(settings), reply_channels=(TELEGRAM_CHANNEL,)
+    )
     yield
 
 
@@ -186,6 +192,11 @@ async def _delivery_context(settings: Settings, app: web.Application) -> AsyncIt
             except DeliveryError as exc:  # alerts wait; the survey must still start
                 log.error("Telegram alerts and digests are off until a restart: %s", exc)
         app[NOTIFIER] = Notifier(app[DATABASE], mailer=mailer, telegram=telegram)
+        if telegram is not None:  # staff messages to customers who agreed, through the same bot
+            stop_contact = asyncio.Event()
+            contact = ContactDispatcher(app[DATABASE], telegram, ContactOptions(timezone=settings.timezone))
+            sending = asyncio.create_task(contact.run(stop_contact), name="customer-messages")
+            stack.push_async_callback(partial(_stop_task, stop_contact, sending))
         if webhook.url and webhook.secret:
             options = WebhookOptions(webhook.url, webhook.secret.get_secret_value(), webhook.timeout,
                                      webhook.max_attempts)  # fmt: skip
@@ -365,5 +376,6 @@ def create_app(settings: Settings, catalog: Catalog) -> web.Application:
     add_webchat_routes(app)
     secure = settings.public_url.startswith("https://")
     add_console_routes(app, secure_cookies=secure, options=console_options(settings, catalog))
+    add_api_routes(app)
     app.cleanup_ctx.extend(contexts)
     return app

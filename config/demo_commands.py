@@ -46,7 +46,7 @@ from config.demo_fill import (
 )
 from config.errors import ConfigError
 from config.settings import Settings
-from config.ticket_commands import _require_schema
+from config.ticket_commands import require_schema
 from config.worker import AnalysisWorker
 from store import BranchSpec, CounterSpec, Database, sync_branches, upgrade
 from store.analysis_queue import pending_count
@@ -128,7 +128,7 @@ async def _demo(settings: Settings, catalog: Catalog, request: DemoRequest, *, f
         if settings.database.auto_upgrade:
             await upgrade(database)
         else:
-            await _require_schema(database)
+            await require_schema(database)
         check_census(await take_census(database), force=force)
         click.echo("loading the analysis model ...", err=True)
         try:

@@ -60,7 +60,7 @@ def digest(settings: Settings, week: str, branch: str | None, region: str | None
                                   category_names=names)  # fmt: skip
 
     try:
-        content = _with_database(settings, _build)
+        content = with_database(settings, _build)
     except ReportingError as exc:
         raise click.BadParameter(str(exc), param_hint="'--region'" if region else "'--branch'") from None
     stem = f"digest-{scope.label}-{period.label}-{language}"
@@ -102,7 +102,7 @@ def _purpose_option(command: Callable[..., None]) -> Callable[..., None]:
 @click.pass_obj
 def invite(settings: Settings, scope_text: str, purpose: str, language: str) -> None:
     """Create a Telegram subscription and print the link that binds a chat to it (for alerts, a group chat too)."""
-    kind, value = _checked_scope(settings, scope_text)
+    kind, value = checked_scope(settings, scope_text)
     code = secrets.token_urlsafe(12)
     new = NewSubscription(PURPOSES[purpose], DeliveryChannel.TELEGRAM, kind, value, language, invite_code=code)
     _subscribe(settings, new, source=FROM_INVITE)
@@ -131,7 +131,7 @@ def add_email(settings: Settings, scope_text: str, email: str, purpose: str, lan
     address = email.strip()
     if not is_email_address(address):
         raise click.BadParameter(f"not an e-mail address: {email!r}", param_hint="'--email'")
-    kind, value = _checked_scope(settings, scope_text)
+    kind, value = checked_scope(settings, scope_text)
     new = NewSubscription(PURPOSES[purpose], DeliveryChannel.EMAIL, kind, value, language, address=address)
     subscription_id = _subscribe(settings, new, source=FROM_CLI)
     what = "the weekly digest" if purpose == "digest" else "case alerts"
@@ -142,7 +142,7 @@ def add_email(settings: Settings, scope_text: str, email: str, purpose: str, lan
 @click.pass_obj
 def list_(settings: Settings) -> None:
     """Print every subscription: purpose, channel, address (or a pending invite), scope, language, state, source."""
-    rows = _with_database(settings, list_subscriptions)
+    rows = with_database(settings, list_subscriptions)
     if not rows:
         click.echo("no subscriptions yet (closeloop manager invite / add-email, or the subscriptions file)")
         return
@@ -166,7 +166,7 @@ def remove(settings: Settings, subscription_id: int) -> None:
         return await remove_subscription(database, subscription_id, actor=Actor(ActorKind.CLI))
 
     try:
-        changed = _with_database(settings, _remove)
+        changed = with_database(settings, _remove)
     except SubscriptionNotFoundError:
         raise click.BadParameter(f"no subscription {subscription_id}", param_hint="'SUBSCRIPTION_ID'") from None
     except FileSubscriptionError:
@@ -177,7 +177,7 @@ def remove(settings: Settings, subscription_id: int) -> None:
     click.echo(f"subscription {subscription_id} {'removed' if changed else 'was inactive already'}")
 
 
-def _checked_scope(settings: Settings, text: str) -> tuple[ScopeKind, str | None]:
+def checked_scope(settings: Settings, text: str) -> tuple[ScopeKind, str | None]:
     """Parse a --scope and check its branch or region is in the database (synchronised from the branches file)."""
     from reporting.scope import ReportingError, Scope, load_org
 
@@ -192,7 +192,7 @@ def _checked_scope(settings: Settings, text: str) -> tuple[ScopeKind, str | None
         (await load_org(database)).filter_for(scope)
 
     try:
-        _with_database(settings, _check)
+        with_database(settings, _check)
     except ReportingError as exc:
         raise click.BadParameter(str(exc), param_hint="'--scope'") from None
     return kind, value
@@ -202,7 +202,7 @@ def _subscribe(settings: Settings, new: NewSubscription, *, source: str) -> int:
     async def _add(database) -> int:
         return await add_subscription(database, new, source=source, actor=Actor(ActorKind.CLI))
 
-    return _with_database(settings, _add)
+    return with_database(settings, _add)
 
 
 def _scope_text(kind: ScopeKind, value: str | None) -> str:
@@ -224,7 +224,7 @@ def _state_text(row: Subscription) -> str:
     return "pending" if row.address is None else "active"
 
 
-def _with_database(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
+def with_database(settings: Settings, work: Callable[..., Awaitable[T]]) -> T:
     async def _run() -> T:
         database = open_database(settings)
         try:

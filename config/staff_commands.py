@@ -1,24 +1,29 @@
-"""`closeloop staff ...`: add console users, list them, reset a password (which also unlocks the account)."""
+"""`closeloop staff ...`: add console users, list them, reset a password (which also unlocks it); API tokens."""
 
 from __future__ import annotations
 
 import re
 import sys
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import click
 
-from config.digest_commands import SCOPE_FORM, _checked_scope, _with_database
+from config.digest_commands import SCOPE_FORM, checked_scope, with_database
 from config.settings import Settings
-from store.models import ActorKind, ScopeKind, StaffRole, StaffUser, utcnow
+from store.models import ActorKind, ApiToken, ScopeKind, StaffRole, StaffUser, utcnow
 from store.staff import (
+    TOKEN_NAME_LIMIT,
     Actor,
     DuplicateUserError,
     NewUser,
+    TokenNotFoundError,
     canonical_username,
+    create_token,
     create_user,
     find_user,
+    list_tokens,
     list_users,
+    revoke_token,
     set_password,
 )
 from web.passwords import hash_password, password_problem
@@ -51,11 +56,11 @@ def add(
 ) -> None:
     """Create a console user; the password is asked twice without echo (or read from standard input)."""
     username = _checked_username(username)
-    kind, value = _checked_scope(settings, scope_text)
+    kind, value = checked_scope(settings, scope_text)
     if ScopeKind(kind) not in ROLE_SCOPES[StaffRole(role)]:
         allowed = " or ".join(sorted(ROLE_SCOPES[StaffRole(role)]))
         raise click.BadParameter(f"role {role} needs scope {allowed}", param_hint="'--scope'")
-    if _with_database(settings, lambda database: find_user(database, username)) is not None:
+    if with_database(settings, lambda database: find_user(database, username)) is not None:
         raise click.BadParameter(f"username {username!r} is taken", param_hint="'--username'")
     password_hash = hash_password(_new_password(password_stdin))
     new = NewUser(username, (display_name or "").strip() or username, StaffRole(role), ScopeKind(kind), value,
@@ -65,7 +70,7 @@ def add(
         await create_user(database, new, actor=CLI)
 
     try:
-        _with_database(settings, _add)
+        with_database(settings, _add)
     except DuplicateUserError:  # added by someone else since the check above
         raise click.BadParameter(f"username {username!r} is taken", param_hint="'--username'") from None
     click.echo(f"added {username} ({role}, {kind}{f' {value}' if value else ''})")
@@ -75,7 +80,7 @@ def add(
 @click.pass_obj
 def list_(settings: Settings) -> None:
     """Print every console user: username, role, scope, state and last sign-in."""
-    users = _with_database(settings, list_users)
+    users = with_database(settings, list_users)
     if not users:
         click.echo("no staff users yet (`closeloop run` creates a first admin; or use `closeloop staff add`)")
     now = utcnow()
@@ -99,7 +104,7 @@ def reset_password(settings: Settings, username: str, password_stdin: bool) -> N
     async def _reset(database):
         return await set_password(database, username, password_hash, actor=CLI)
 
-    if _with_database(settings, _reset) is None:
+    if with_database(settings, _reset) is None:
         raise click.BadParameter(f"no staff user {canonical_username(username)!r}", param_hint="'--username'")
     click.echo(f"password of {canonical_username(username)} replaced; the account is unlocked and signed out")
 
@@ -131,3 +136,99 @@ def _state(user: StaffUser, now: datetime) -> str:
     if user.locked_until is not None and user.locked_until > now:
         return f"locked until {user.locked_until:%Y-%m-%d %H:%M} UTC"
     return "active"
+
+
+# -- API tokens ---------------------------------------------------------------------------------------------------
+
+MAX_TOKEN_DAYS = 3650
+
+
+@staff.group("token")
+def token() -> None:
+    """Manage the bearer tokens of the JSON API: each acts as its user, with that user's role and scope."""
+
+
+@token.command("create")
+@click.option("--username", required=True, help="The user the token acts as.")
+@click.option("--name", "token_name", required=True, help="What the token is for, e.g. 'ticket sync'.")
+@click.option("--days", type=click.IntRange(1, MAX_TOKEN_DAYS), default=None,
+              help="Days until the token expires; default: valid until revoked.")  # fmt: skip
+@click.pass_obj
+def create_token_command(settings: Settings, username: str, token_name: str, days: int | None) -> None:
+    """Issue a token and print it once: only its hash is stored, so it cannot be shown again."""
+    name = token_name.strip()
+    if not name or len(name) > TOKEN_NAME_LIMIT:
+        raise click.BadParameter(f"give a name of 1 to {TOKEN_NAME_LIMIT} characters", param_hint="'--name'")
+    user = with_database(settings, lambda database: find_user(database, username))
+    if user is None:
+        raise click.BadParameter(f"no staff user {canonical_username(username)!r}", param_hint="'--username'")
+    if not user.is_active:
+        raise click.BadParameter(f"{user.username} is inactive", param_hint="'--username'")
+    now = utcnow()
+    expires_at = now + timedelta(days=days) if days else None
+
+    async def _create(database):
+        return await create_token(database, user.id, name, now=now, expires_at=expires_at, actor=CLI)
+
+    issued = with_database(settings, _create)
+    until = f"expires {expires_at:%Y-%m-%d %H:%M} UTC" if expires_at else "valid until revoked"
+    click.echo(f"token {issued.record.id} for {user.username} ({until}); it is shown only now:")
+    click.echo(issued.token)
+
+
+@token.command("list")
+@click.option("--username", default=None, help="Only this user's tokens.")
+@click.pass_obj
+def list_tokens_command(settings: Settings, username: str | None) -> None:
+    """Print every token: id, user, name, prefix, state, created, last used (never the token)."""
+
+    async def _list(database):
+        if username is None:
+            return await list_tokens(database)
+        user = await find_user(database, username)
+        if user is None:
+            raise click.BadParameter(f"no staff user {canonical_username(username)!r}", param_hint="'--username'")
+        return await list_tokens(database, user_id=user.id)
+
+    rows = with_database(settings, _list)
+    if not rows:
+        click.echo("no API tokens yet (closeloop staff token create)")
+        return
+    now = utcnow()
+    table = [("ID", "USER", "NAME", "PREFIX", "STATE", "CREATED", "LAST USED")]
+    for record, owner in rows:
+        used = _utc(record.last_used_at) if record.last_used_at else "never"
+        # unstyle: a token's name must not be able to send escape sequences to the operator's terminal.
+        table.append((str(record.id), owner, click.unstyle(record.name), record.prefix + "…",
+                      _token_state(record, now), _utc(record.created_at), used))  # fmt: skip
+    widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
+    for line in table:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+
+
+@token.command("revoke")
+@click.argument("token_id", type=click.IntRange(1))
+@click.pass_obj
+def revoke_token_command(settings: Settings, token_id: int) -> None:
+    """End a token at once: requests with it are refused from now on."""
+
+    async def _revoke(database):
+        return await revoke_token(database, token_id, now=utcnow(), actor=CLI)
+
+    try:
+        changed = with_database(settings, _revoke)
+    except TokenNotFoundError:
+        raise click.BadParameter(f"no API token {token_id}", param_hint="'TOKEN_ID'") from None
+    click.echo(f"token {token_id} {'revoked' if changed else 'was revoked already'}")
+
+
+def _token_state(record: ApiToken, now: datetime) -> str:
+    if record.revoked_at is not None:
+        return f"revoked {_utc(record.revoked_at)}"
+    if record.expires_at is not None and record.expires_at <= now:
+        return f"expired {_utc(record.expires_at)}"
+    return f"expires {_utc(record.expires_at)}" if record.expires_at else "active"
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment:%Y-%m-%d %H:%M} UTC"

@@ -83,7 +83,7 @@ async def _run(settings: Settings, catalog: Catalog, options: TicketJobOptions, 
     database = open_database(settings)
     try:
         await database.ping()
-        await _require_schema(database)
+        await require_schema(database)
         try:
             analyzer = await asyncio.to_thread(load_analysis, settings, catalog)
         except ModelLoadError as exc:
@@ -93,7 +93,7 @@ async def _run(settings: Settings, catalog: Catalog, options: TicketJobOptions, 
         await database.dispose()
 
 
-async def _require_schema(database: Database) -> None:
+async def require_schema(database: Database) -> None:
     revision, head = await current_revision(database), head_revision()
     if revision is None:
         raise StoreError(f"{database.target} has no tables yet: run `closeloop db upgrade`")

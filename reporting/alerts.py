@@ -250,27 +250,39 @@ class AlertDispatcher:
             await self._finish(row_id, attempt, topic, progress, retry=retry)
 
     async def _recipients(self, topic: str, case: CaseSummary, progress: dict[str, Any]) -> list[Subscription]:
-        """Active case-alert subscriptions still owed it: branch, region or all scope; an escalation skips branch."""
-        scopes = [Subscription.scope_kind == ScopeKind.ALL]
+        """Who is still owed the alert, one subscription per chat or address.
+
+        A new case goes to the case-alert subscriptions of its branch, region and the whole bank. An escalation
+        skips the branch's own staff (they had it and let it run over) and goes up: the region and bank-wide
+        case-alert subscriptions, and the branch's managers, that is whoever receives the digest of the branch
+        or of its region.
+        """
+        branch = and_(Subscription.scope_kind == ScopeKind.BRANCH, Subscription.scope_value == case.branch_code)
+        region = and_(Subscription.scope_kind == ScopeKind.REGION, Subscription.scope_value == case.branch_region)
+        alert_scopes = [Subscription.scope_kind == ScopeKind.ALL]
         if case.branch_region:
-            scopes.append(
-                and_(Subscription.scope_kind == ScopeKind.REGION, Subscription.scope_value == case.branch_region)
-            )
+            alert_scopes.append(region)
+        wanted = [and_(Subscription.purpose == SubscriptionPurpose.CASE_ALERT, or_(*alert_scopes))]
         if topic == OPENED:
-            scopes.append(
-                and_(Subscription.scope_kind == ScopeKind.BRANCH, Subscription.scope_value == case.branch_code)
-            )
-        done = [*progress["sent"], *map(int, progress["failed"])]
+            wanted.append(and_(Subscription.purpose == SubscriptionPurpose.CASE_ALERT, branch))
+        else:
+            managers = [branch, region] if case.branch_region else [branch]
+            wanted.append(and_(Subscription.purpose == SubscriptionPurpose.DIGEST, or_(*managers)))
+        done = {*progress["sent"], *map(int, progress["failed"])}
         query = select(Subscription).where(
-            Subscription.purpose == SubscriptionPurpose.CASE_ALERT,
             Subscription.is_active.is_(True),
             Subscription.address.is_not(None),
             Subscription.channel.in_(sorted(self._options.channels)),
-            or_(*scopes),
-            Subscription.id.not_in(done),
+            or_(*wanted),
         )
         async with self._database.sessions() as session:
-            return list(await session.scalars(query.order_by(Subscription.id)))
+            found = list(await session.scalars(query.order_by(Subscription.id)))
+        # A manager subscribed twice (alerts for the region, the digest of the branch) is told once, also on retry.
+        told = {(s.channel, s.address) for s in found if s.id in done}
+        unique: dict[tuple[str, str | None], Subscription] = {}
+        for subscription in found:
+            unique.setdefault((subscription.channel, subscription.address), subscription)
+        return [s for key, s in unique.items() if key not in told]
 
     async def _save(self, row_id: int, attempt: int, progress: dict[str, Any]) -> None:
         """Keep who has been told after each send, so a crash before the end repeats nobody already told."""

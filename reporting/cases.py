@@ -41,6 +41,8 @@ from store.models import (
     CasePriority,
     CaseStatus,
     Feedback,
+    LabelCorrection,
+    Sentiment,
     StaffUser,
     utcnow,
 )
@@ -185,12 +187,12 @@ def _record_opening(
 
 async def acknowledge(db: Database, case_id: int, *, actor_id: int, now: datetime | None = None) -> Case:
     """Say a new case has been seen."""
-    async with _editing(db, case_id, actor_id) as (session, case, branch):
+    async with editing_case(db, case_id, actor_id) as (session, case, branch):
         if case.status != CaseStatus.NEW:
             raise CaseStateError(f"case {case_id} is {case.status}, not new: it was acknowledged already")
-        before = _state(case)
+        before = case_state(case)
         case.status = CaseStatus.ACKNOWLEDGED
-        _record(session, case, branch, actor_id, "acknowledged", before, now=now)
+        record_case_action(session, case, branch, actor_id, "acknowledged", before, now=now)
     return case
 
 
@@ -198,17 +200,17 @@ async def assign(
     db: Database, case_id: int, assignee_id: int | None, *, actor_id: int, now: datetime | None = None
 ) -> Case:
     """Give an open case to a staff member responsible for its branch (None: take it back); it is then in progress."""
-    async with _editing(db, case_id, actor_id) as (session, case, branch):
+    async with editing_case(db, case_id, actor_id) as (session, case, branch):
         _require_open(case)
         if assignee_id is not None:
             await _staff(session, assignee_id, branch, role="assignee")
         if case.assignee_id == assignee_id:
             raise CaseStateError(f"case {case_id} is already assigned to {assignee_id or 'nobody'}")
-        before = _state(case)
+        before = case_state(case)
         case.assignee_id = assignee_id
         if assignee_id is not None:
             case.status = CaseStatus.IN_PROGRESS
-        _record(session, case, branch, actor_id, "assigned", before, now=now)
+        record_case_action(session, case, branch, actor_id, "assigned", before, now=now)
     return case
 
 
@@ -217,8 +219,8 @@ async def add_note(db: Database, case_id: int, body: str, *, actor_id: int, now:
     body = body.strip()
     if not body or len(body) > NOTE_LIMIT:
         raise CaseInputError(f"a note needs 1 to {NOTE_LIMIT} characters")
-    async with _editing(db, case_id, actor_id) as (session, case, branch):
-        _record(session, case, branch, actor_id, "note", _state(case), body=body, now=now)
+    async with editing_case(db, case_id, actor_id) as (session, case, branch):
+        record_case_action(session, case, branch, actor_id, "note", case_state(case), body=body, now=now)
     return case
 
 
@@ -246,12 +248,55 @@ async def _close(
     body = (note or "").strip() or None
     if body is not None and len(body) > NOTE_LIMIT:
         raise CaseInputError(f"a note needs 1 to {NOTE_LIMIT} characters")
-    async with _editing(db, case_id, actor_id) as (session, case, branch):
+    async with editing_case(db, case_id, actor_id) as (session, case, branch):
         _require_open(case)
-        before = _state(case)
+        before = case_state(case)
         case.status, case.resolution_code, case.resolved_at = status, code, now
-        _record(session, case, branch, actor_id, status.value, before, body=body, topic="case.resolved", now=now)
+        record_case_action(
+            session, case, branch, actor_id, status.value, before, body=body, topic="case.resolved", now=now
+        )
     return case
+
+
+async def correct_labels(
+    db: Database,
+    case_id: int,
+    *,
+    actor_id: int,
+    sentiment: str | None,
+    categories: Sequence[str],
+    now: datetime | None = None,
+) -> Case:
+    """Keep a staff member's labels for the case's comment; the next `closeloop nlp train` learns from them.
+
+    The case, its analysis and every figure stay as they are: a correction is training data, not a re-analysis.
+    The correction, the case's history entry and the audit entry are written in one transaction.
+    """
+    if sentiment is not None and sentiment not in {s.value for s in Sentiment}:
+        raise CaseInputError(f"unknown sentiment {sentiment!r}")
+    if sentiment is None and not categories:
+        raise CaseInputError("a correction needs a sentiment or at least one category")
+    now = now or utcnow()
+    async with editing_case(db, case_id, actor_id) as (session, case, _branch):
+        latest = select(Analysis).where(Analysis.feedback_id == case.feedback_id).order_by(Analysis.id.desc())
+        analysis = await session.scalar(latest.limit(1))
+        before = None
+        if analysis is not None:
+            labels = [_category_id(c) for c in analysis.categories]
+            before = {"sentiment": str(analysis.sentiment), "categories": labels}
+        after = {"sentiment": sentiment, "categories": list(categories)}
+        session.add(LabelCorrection(feedback_id=case.feedback_id, staff_user_id=actor_id,
+                                    sentiment=Sentiment(sentiment) if sentiment else None, categories=list(categories),
+                                    created_at=now))  # fmt: skip
+        session.add(CaseEvent(case_id=case.id, actor_id=actor_id, kind="labels_corrected", data=after, created_at=now))
+        session.add(audit_entry(actor_kind=ActorKind.STAFF, actor_id=actor_id, action="case.labels_corrected",
+                                target_type="case", target_id=case.id, before=before, after=after))  # fmt: skip
+    return case
+
+
+def _category_id(label: object) -> str:
+    """analyses.categories holds [name, score] pairs (older rows: bare names)."""
+    return str(label[0]) if isinstance(label, list | tuple) and label else str(label)
 
 
 async def escalate_overdue(db: Database, now: datetime) -> list[int]:
@@ -301,7 +346,7 @@ async def run_case_jobs(
 
 
 @asynccontextmanager
-async def _editing(db: Database, case_id: int, actor_id: int) -> AsyncIterator[tuple[AsyncSession, Case, Branch]]:
+async def editing_case(db: Database, case_id: int, actor_id: int) -> AsyncIterator[tuple[AsyncSession, Case, Branch]]:
     """One write transaction over a locked case, with the actor checked against the case's branch."""
     query = select(Case).where(Case.id == case_id)
     if db.dialect == "postgresql":
@@ -329,11 +374,11 @@ def _require_open(case: Case) -> None:
         raise CaseStateError(f"case {case.id} is closed ({case.status})")
 
 
-def _state(case: Case) -> dict[str, Any]:
+def case_state(case: Case) -> dict[str, Any]:
     return {"status": case.status.value, "assignee_id": case.assignee_id, "resolution_code": case.resolution_code}
 
 
-def _record(
+def record_case_action(
     session: AsyncSession,
     case: Case,
     branch: Branch,
@@ -350,7 +395,7 @@ def _record(
     if case.first_response_at is None:
         case.first_response_at = now
     case.updated_at = now
-    after = _state(case)
+    after = case_state(case)
     session.add(
         CaseEvent(
             case_id=case.id,

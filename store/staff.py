@@ -17,9 +17,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.audit import audit_entry
 from store.database import Database
 from store.errors import StoreError
-from store.models import ActorKind, AuditEntry, ScopeKind, StaffRole, StaffSession, StaffUser
+from store.models import ActorKind, ApiToken, AuditEntry, ScopeKind, StaffRole, StaffSession, StaffUser
 
 TARGET = "staff_user"
 # last_seen_at is written at most this often: idle expiry is a minute coarse, and a page view is not a write.
@@ -285,3 +286,107 @@ def _profile(user: StaffUser) -> dict[str, Any]:
 
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
+
+
+# -- API tokens ---------------------------------------------------------------------------------------------------
+
+TOKEN_PREFIX = 8  # characters of a token kept in clear: enough to tell tokens apart, far too few to guess the rest
+TOKEN_NAME_LIMIT = 100
+
+
+class TokenNotFoundError(StoreError):
+    """Raise when no API token has the id given."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    """A new API token as its owner gets it, once: the token itself is stored nowhere, only its hash."""
+
+    token: str
+    record: ApiToken
+
+
+@dataclass(frozen=True, slots=True)
+class TokenHolder:
+    """The live token of an API request and its (active) user."""
+
+    user: StaffUser
+    token: ApiToken
+
+
+async def create_token(
+    db: Database, user_id: int, name: str, *, now: datetime, expires_at: datetime | None, actor: Actor
+) -> IssuedToken:
+    """Issue an API token that acts as the user, with its audit entry; ``expires_at`` None: valid until revoked."""
+    token = secrets.token_urlsafe(32)
+    record = ApiToken(user_id=user_id, name=name.strip()[:TOKEN_NAME_LIMIT], token_hash=hash_token(token),
+                      prefix=token[:TOKEN_PREFIX], created_at=now, expires_at=expires_at)  # fmt: skip
+    async with db.writing(), db.sessions() as session, session.begin():
+        session.add(record)
+        await session.flush()
+        after = {"user_id": user_id, "name": record.name, "prefix": record.prefix, "expires_at": _iso(expires_at)}
+        session.add(_token_audit(actor, "api_token.created", record.id, after=after))
+    return IssuedToken(token, record)
+
+
+async def list_tokens(db: Database, *, user_id: int | None = None) -> list[tuple[ApiToken, str]]:
+    """Every API token (or one user's), oldest first, with its user's username."""
+    statement = select(ApiToken, StaffUser.username).join(StaffUser, StaffUser.id == ApiToken.user_id)
+    if user_id is not None:
+        statement = statement.where(ApiToken.user_id == user_id)
+    async with db.sessions() as session:
+        return [(token, username) for token, username in await session.execute(statement.order_by(ApiToken.id))]
+
+
+async def revoke_token(db: Database, token_id: int, *, now: datetime, actor: Actor) -> bool:
+    """End an API token at once; return False when it was revoked already (nothing changes then).
+
+    Raises:
+        TokenNotFoundError: no token has this id.
+    """
+    async with db.writing(), db.sessions() as session, session.begin():
+        record = await session.get(ApiToken, token_id)
+        if record is None:
+            raise TokenNotFoundError(f"no API token {token_id}")
+        if record.revoked_at is not None:
+            return False
+        record.revoked_at = now
+        after = {"user_id": record.user_id, "name": record.name, "prefix": record.prefix, "revoked_at": _iso(now)}
+        session.add(_token_audit(actor, "api_token.revoked", token_id, before={"revoked_at": None}, after=after))
+    return True
+
+
+async def find_token(db: Database, token: str, *, now: datetime) -> TokenHolder | None:
+    """The live API token of this bearer token and its user; None when unknown, revoked, expired or the user is
+    inactive. Use is noted in last_used_at, at most once a minute (a read is not a write)."""
+    async with db.sessions() as session:
+        row = (
+            await session.execute(
+                select(ApiToken, StaffUser)
+                .join(StaffUser, StaffUser.id == ApiToken.user_id)
+                .where(ApiToken.token_hash == hash_token(token))
+            )
+        ).first()
+    if row is None:
+        return None
+    record, user = row
+    is_expired = record.expires_at is not None and record.expires_at <= now
+    if record.revoked_at is not None or is_expired or not user.is_active:
+        return None
+    if record.last_used_at is None or now - record.last_used_at >= SLIDE_EVERY:
+        async with db.writing(), db.sessions() as session, session.begin():
+            await session.execute(update(ApiToken).where(ApiToken.id == record.id).values(last_used_at=now))
+        record.last_used_at = now
+    return TokenHolder(user, record)
+
+
+def _token_audit(
+    actor: Actor,
+    action: str,
+    token_id: int,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    return audit_entry(actor_kind=actor.kind, actor_id=actor.id, action=action, target_type="api_token",
+                       target_id=token_id, before=before, after=after, remote_addr=actor.remote_addr)  # fmt: skip

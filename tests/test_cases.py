@@ -456,6 +456,29 @@ async def test_an_overdue_case_is_escalated_once_to_the_region(db, world, api, t
     assert "Was due by" in escalation.text
 
 
+async def test_an_escalation_reaches_the_branch_manager_once_however_they_subscribed(db, world, api, telegram):
+    branch_manager, region_manager, staff_chat = 8101, 8104, 8102
+    digest = SubscriptionPurpose.DIGEST
+    await subscribe(db, DeliveryChannel.TELEGRAM, str(staff_chat), ScopeKind.BRANCH, "MAIN")
+    await subscribe(db, DeliveryChannel.TELEGRAM, str(branch_manager), ScopeKind.BRANCH, "MAIN", purpose=digest)
+    # The region's manager in one chat twice: the region's digest and its case alerts.
+    await subscribe(db, DeliveryChannel.TELEGRAM, str(region_manager), ScopeKind.REGION, "EAST", purpose=digest)
+    await subscribe(db, DeliveryChannel.TELEGRAM, str(region_manager), ScopeKind.REGION, "EAST")
+    await subscribe(db, DeliveryChannel.TELEGRAM, "8103", ScopeKind.BRANCH, "WEST1", purpose=digest)  # elsewhere
+    now = utcnow()
+    overdue = await open_case(db, at=now - timedelta(hours=5))
+    sender = dispatcher(db, telegram=telegram)
+    await sender.dispatch_once()
+    opened = sorted(m.chat_id for m in api.sent)
+    assert await escalate_overdue(db, now) == [overdue]
+    assert await sender.dispatch_once() == 1
+    assert await sender.dispatch_once() == 0
+
+    escalated = sorted(m.chat_id for m in api.sent[len(opened) :])
+    assert opened == [staff_chat, region_manager]  # the opening: case alerts of the branch and its region
+    assert escalated == [branch_manager, region_manager]  # up to the managers, once each; not back to the staff
+
+
 async def test_the_case_jobs_send_alerts_and_escalate_until_stopped(db, world, api, telegram):
     await subscribe(db, DeliveryChannel.TELEGRAM, str(REGION_CHAT), ScopeKind.ALL, None)
     case_id = await open_case(db, at=utcnow() - timedelta(hours=6))

@@ -148,7 +148,10 @@ async def test_a_whole_survey_in_chinese_with_a_callback(product):
     await wang.presses("1")
     [followup] = await wang.says("很差")
     assert followup == "谢谢。主要是关于以下哪个方面？"
-    await wang.presses("员工态度")
+    [may_we_write] = await wang.presses("员工态度")
+    assert may_we_write == "如果我们对此有答复或问题，工作人员可以在这个对话中给您发消息吗？"
+    [callback] = await wang.presses("否")
+    assert callback == "需要我们的工作人员给您回电吗？"
     [offer] = await wang.presses("是")
     assert offer == "请分享您的手机号码（点击按钮）或直接输入。"
     keyboard = wang.last[0].reply_markup["keyboard"]
@@ -160,6 +163,7 @@ async def test_a_whole_survey_in_chinese_with_a_callback(product):
     feedback = await product.feedback()
     assert feedback.language == "zh"
     assert (feedback.customer_category, feedback.contact_phone) == ("staff_attitude", "+8613800138000")
+    assert feedback.reply_chat is None, "no to writing here: no chat is kept"
 
 
 async def test_media_edits_and_huge_messages_are_answered_politely(product):

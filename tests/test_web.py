@@ -37,10 +37,17 @@ async def test_healthz_reports_database_and_version(client, database_url):
 
 
 async def test_unknown_api_path_gets_a_json_404(client):
-    response = await client.get("/api/v1/nothing-here")
+    response = await client.get("/api/v0/nothing-here")
     assert response.status == 404
     assert response.content_type == "application/json"
     assert (await response.json())["error"]["status"] == 404
+
+
+async def test_an_api_path_without_a_token_gets_a_json_401_whether_or_not_it_exists(client):
+    for path in ("/api/v1/cases", "/api/v1/nothing-here"):
+        response = await client.get(path)
+        assert (response.status, response.content_type) == (401, "application/json")
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 async def test_wrong_method_on_api_path_gets_a_json_405(client):

@@ -72,7 +72,7 @@ async def show_audit(request: web.Request) -> web.Response:
     wanted = parse_filter(request.query)
     page = parse_page(request.query.get("page"))
     db, timezone = request.app[DATABASE], request.app[CONSOLE_OPTIONS].timezone
-    statement = _statement(wanted, timezone).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
+    statement = audit_statement(wanted, timezone).limit(PAGE_SIZE + 1).offset((page - 1) * PAGE_SIZE)
     async with db.sessions() as session:
         rows = list(await session.execute(statement))
     entries = [_entry(row, timezone) for row in rows[:PAGE_SIZE]]
@@ -108,7 +108,7 @@ async def export_audit(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     await response.write("\ufeff".encode())
     is_first = True
-    async for chunk in _chunks(db, _statement(wanted, timezone)):
+    async for chunk in _chunks(db, audit_statement(wanted, timezone)):
         frame = neutralise_formulas(pd.DataFrame([_csv_row(row, timezone) for row in chunk], columns=CSV_COLUMNS))
         await response.write(frame.to_csv(index=False, header=is_first, lineterminator="\r\n").encode())
         is_first = False
@@ -136,7 +136,7 @@ def parse_filter(query: MultiMapping[str]) -> AuditFilter:
     )
 
 
-def _statement(wanted: AuditFilter, timezone: str) -> Select[Any]:
+def audit_statement(wanted: AuditFilter, timezone: str) -> Select[Any]:
     """Entries with their actor's username (an outer join: the trail keeps entries of users since removed)."""
     return (
         select(AuditEntry, StaffUser.username)

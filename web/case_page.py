@@ -22,6 +22,7 @@ from store.models import (
     Branch,
     Case,
     CaseEvent,
+    Conversation,
     Counter,
     Feedback,
     LabelCorrection,
@@ -56,6 +57,7 @@ class CaseRecord:
     names: dict[int, str]  # staff user id -> name, for the assignee and every assignment in the history
     staff: list[tuple[int, str]]  # active users whose scope covers the branch: who the case can go to
     correction: Correction | None
+    channel: str | None = None  # where the customer answered (telegram, web): whether staff can write back
 
 
 async def load_case(db: Database, user: StaffUser, case_id: int) -> CaseRecord | None:
@@ -63,15 +65,16 @@ async def load_case(db: Database, user: StaffUser, case_id: int) -> CaseRecord |
     async with db.sessions() as session:
         found = (
             await session.execute(
-                select(Case, Branch, Feedback)
+                select(Case, Branch, Feedback, Conversation.channel)
                 .join(Branch, Branch.id == Case.branch_id)
                 .join(Feedback, Feedback.id == Case.feedback_id)
+                .outerjoin(Conversation, Conversation.id == Feedback.conversation_id)
                 .where(Case.id == case_id, staff_branches(user))
             )
         ).first()
         if found is None:
             return None
-        case, branch, feedback = found
+        case, branch, feedback, channel = found
         events = (
             await session.execute(
                 select(CaseEvent, StaffUser.display_name)
@@ -91,6 +94,7 @@ async def load_case(db: Database, user: StaffUser, case_id: int) -> CaseRecord |
             names=await _names(session, {case.assignee_id, *(_assignee_of(event) for event, _ in events)}),
             staff=await _covering_staff(session, branch),
             correction=await _latest_correction(session, feedback.id),
+            channel=channel,
         )
 
 

@@ -1,15 +1,17 @@
 """The inner loop in the console: the review queue, the case page, and the staff actions on a case.
 
-Every action is a POST form (the guard has checked its CSRF token) that goes through reporting.cases, which
-holds the state changes and writes the case's history and audit entry in one transaction; this module checks the
-case lies within the user's scope (404 outside it, as for a missing id) and turns refusals into a notice. A label
-correction changes no case: it is stored for training, and its history and audit entries are written here.
+Every action is a POST form (the guard has checked its CSRF token) that goes through reporting.cases (a message
+to the customer through reporting.contact), which holds the state changes and writes the case's history and audit
+entry in one transaction; this module checks the case lies within the user's scope (404 outside it, as for a
+missing id) and turns refusals into a notice. A label correction changes no case: it is stored for training, and
+its history and audit entries are written here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import select
@@ -22,19 +24,19 @@ from reporting.cases import (
     acknowledge,
     add_note,
     assign,
+    correct_labels,
     not_a_complaint,
     resolve,
 )
+from reporting.contact import CONTACTED, MESSAGE_LIMIT, OUTCOMES, NoReplyRouteError, contact_customer, reply_route
 from reporting.scope import staff_branches
 from store import Database
-from store.analysis_queue import record_correction
-from store.audit import audit_entry
-from store.models import ActorKind, Branch, Case, CaseEvent, CaseStatus, Sentiment, StaffUser, utcnow
+from store.models import Branch, Case, CaseStatus, Sentiment, StaffUser, utcnow
 from web.auth import BadFormError, csrf_token, current_user, read_form, scope_of
 from web.case_format import due_of, snippet
-from web.case_page import latest_analysis, load_case
+from web.case_page import CaseRecord, load_case
 from web.case_queue import PAGE_SIZE, PRIORITIES, STATUS_VIEWS, QueueFilter, load_queue
-from web.case_words import describe_case, label_names
+from web.case_words import describe_case
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
 from web.pages import error_page, language_of, render
@@ -88,7 +90,16 @@ async def show_case(request: web.Request) -> web.Response:
     notice, error = _notice(request.query, texts(language))
     view = describe_case(record, language=language, options=request.app[CONSOLE_OPTIONS], now=utcnow())
     return render(request, "case.html", user=user, csrf=csrf_token(request), view=view, notice=notice, error=error,
-                  codes=RESOLUTION_CODES, sentiments=SENTIMENTS)  # fmt: skip
+                  codes=RESOLUTION_CODES, sentiments=SENTIMENTS, contact=_contact_panel(record))  # fmt: skip
+
+
+def _contact_panel(record: CaseRecord) -> dict[str, Any]:
+    """Whether the page offers to message the customer (else why not), and how many messages still wait to go out."""
+    events = [event for event, _ in record.events]
+    settled = {e.data.get("message_event_id") for e in events if e.kind in OUTCOMES and isinstance(e.data, dict)}
+    waiting = sum(1 for e in events if e.kind == CONTACTED and e.id not in settled)
+    route = reply_route(record.channel, record.feedback.reply_chat)
+    return {"route": route.value, "limit": MESSAGE_LIMIT, "waiting": waiting}
 
 
 def signed_in_as(user: StaffUser, t: Mapping[str, str]) -> str:
@@ -129,7 +140,7 @@ async def post_action(request: web.Request) -> web.Response:
     case_id, action = int(request.match_info["case_id"]), request.match_info["action"]
     perform = ACTIONS.get(action)
     db = request.app[DATABASE]
-    if perform is None or await _status_in_scope(db, user, case_id) is None:
+    if perform is None or await case_status_in_scope(db, user, case_id) is None:
         raise web.HTTPNotFound()  # the same answer for another branch's case as for no case: ids cannot be probed
     try:
         fields = await read_form(request)
@@ -141,7 +152,7 @@ async def post_action(request: web.Request) -> web.Response:
     except RefusedError as exc:
         return _back(case_id, error=exc.key)
     except CaseStateError:
-        status = await _status_in_scope(db, user, case_id)
+        status = await case_status_in_scope(db, user, case_id)
         return _back(case_id, error="closed" if status not in OPEN else STATE_ERRORS.get(action, "closed"))
     except CaseInputError:
         return _back(case_id, error="note")
@@ -178,25 +189,24 @@ async def _not_a_complaint(acting: Acting) -> None:
     await not_a_complaint(acting.db, acting.case_id, actor_id=acting.user.id, note=acting.fields.get("note"))
 
 
+async def _contact(acting: Acting) -> None:
+    message = acting.fields.get("message", "")
+    try:
+        await contact_customer(acting.db, acting.case_id, message, actor_id=acting.user.id)
+    except NoReplyRouteError as exc:
+        raise RefusedError(f"contact_{exc.route}") from exc
+    except CaseInputError as exc:
+        raise RefusedError("contact_text") from exc
+
+
 async def _correct_labels(acting: Acting) -> None:
     """Keep the staff member's labels for training; the case, its analysis and its figures stay as they are."""
     sentiment = acting.fields.get("sentiment") or None
     categories = [c for c in acting.options.category_names if acting.fields.get(f"category.{c}") == "on"]
     if (sentiment is not None and sentiment not in SENTIMENTS) or (sentiment is None and not categories):
         raise RefusedError("labels")
-    async with acting.db.sessions() as session:
-        feedback_id = await session.scalar(select(Case.feedback_id).where(Case.id == acting.case_id))
-        analysis = await latest_analysis(session, feedback_id) if feedback_id is not None else None
-    if feedback_id is None:
-        raise web.HTTPNotFound()
-    await record_correction(acting.db, feedback_id, acting.user.id, sentiment=sentiment, categories=categories)
-    before = label_names(analysis) if analysis is not None else None
-    after = {"sentiment": sentiment, "categories": categories}
-    async with acting.db.writing(), acting.db.sessions() as session, session.begin():
-        session.add(CaseEvent(case_id=acting.case_id, actor_id=acting.user.id, kind="labels_corrected", data=after))
-        entry = audit_entry(actor_kind=ActorKind.STAFF, actor_id=acting.user.id, action="case.labels_corrected",
-                            target_type=AUDIT_TARGET, target_id=acting.case_id, before=before, after=after)  # fmt: skip
-        session.add(entry)
+    await correct_labels(acting.db, acting.case_id, actor_id=acting.user.id, sentiment=sentiment,
+                         categories=categories)  # fmt: skip
 
 
 ACTIONS: dict[str, Perform] = {
@@ -206,10 +216,11 @@ ACTIONS: dict[str, Perform] = {
     "resolve": _resolve,
     "not_a_complaint": _not_a_complaint,
     "labels": _correct_labels,
+    "contact": _contact,
 }
 
 
-async def _status_in_scope(db: Database, user: StaffUser, case_id: int) -> CaseStatus | None:
+async def case_status_in_scope(db: Database, user: StaffUser, case_id: int) -> CaseStatus | None:
     """The case's status if it exists within the user's scope; None for every other id."""
     statement = (
         select(Case.status).join(Branch, Branch.id == Case.branch_id).where(Case.id == case_id, staff_branches(user))

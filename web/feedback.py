@@ -128,7 +128,7 @@ async def show_feedback(request: web.Request) -> web.Response:
     rows = parse_filter(request.query)
     page = parse_page(request.query.get("page"))
     db, options = request.app[DATABASE], request.app[CONSOLE_OPTIONS]
-    await _require_known(db, rows, user)
+    await require_known_place(db, rows, user)
     total, listed = await asyncio.gather(
         _count(db, rows, user, timezone=options.timezone),
         _listing(db, rows, user, timezone=options.timezone, page=page),
@@ -154,7 +154,7 @@ async def show_feedback(request: web.Request) -> web.Response:
     )
 
 
-async def _require_known(db: Database, rows: FeedbackFilter, user: StaffUser) -> None:
+async def require_known_place(db: Database, rows: FeedbackFilter, user: StaffUser) -> None:
     """Answer 404 for a region, branch or counter that does not exist or lies outside the user's scope.
 
     The same answer for both, so a changed code in the address tells nothing about other branches.
@@ -173,7 +173,7 @@ async def _require_known(db: Database, rows: FeedbackFilter, user: StaffUser) ->
             raise web.HTTPNotFound()
 
 
-def _scoped(
+def scoped_feedback(
     statement: Select[Any], rows: FeedbackFilter, user: StaffUser, *, timezone: str, dialect: str
 ) -> Select[Any]:
     """The statement over Feedback joined to its branch (and counter) and filtered, scope first."""
@@ -183,7 +183,7 @@ def _scoped(
     return statement.where(*_filter_conditions(rows, user, timezone=timezone), *_analysis_conditions(rows, dialect))
 
 
-def _latest(dialect: str) -> ColumnElement[bool]:
+def latest_analysis_of(dialect: str) -> ColumnElement[bool]:
     """Join each feedback to its latest analysis only: the one the metrics count."""
     return and_(Analysis.feedback_id == Feedback.id, is_latest_analysis(dialect))
 
@@ -191,8 +191,9 @@ def _latest(dialect: str) -> ColumnElement[bool]:
 async def _count(db: Database, rows: FeedbackFilter, user: StaffUser, *, timezone: str) -> int:
     statement = select(func.count()).select_from(Feedback)
     if rows.sentiment is not None or rows.category is not None:
-        statement = statement.join(Analysis, _latest(db.dialect))
-    return (await _run(db, _scoped(statement, rows, user, timezone=timezone, dialect=db.dialect)))[0][0] or 0
+        statement = statement.join(Analysis, latest_analysis_of(db.dialect))
+    statement = scoped_feedback(statement, rows, user, timezone=timezone, dialect=db.dialect)
+    return (await run_listing(db, statement))[0][0] or 0
 
 
 async def _listing(db: Database, rows: FeedbackFilter, user: StaffUser, *, timezone: str, page: int) -> list[Any]:
@@ -214,17 +215,17 @@ async def _listing(db: Database, rows: FeedbackFilter, user: StaffUser, *, timez
             Case.id.label("case_id"),
         )
         .select_from(Feedback)
-        .outerjoin(Analysis, _latest(db.dialect))
+        .outerjoin(Analysis, latest_analysis_of(db.dialect))
         .outerjoin(Case, Case.feedback_id == Feedback.id)
     )
-    statement = _scoped(statement, rows, user, timezone=timezone, dialect=db.dialect)
-    if rows.counter is None:  # else _scoped joined it already, as an inner join
+    statement = scoped_feedback(statement, rows, user, timezone=timezone, dialect=db.dialect)
+    if rows.counter is None:  # else scoped_feedback joined it already, as an inner join
         statement = statement.outerjoin(Counter, Counter.id == Feedback.counter_id)
     statement = statement.order_by(Feedback.submitted_at.desc(), Feedback.id.desc())
-    return await _run(db, statement.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
+    return await run_listing(db, statement.limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE))
 
 
-async def _run(db: Database, statement: Select[Any]) -> list[Any]:
+async def run_listing(db: Database, statement: Select[Any]) -> list[Any]:
     async with db.sessions() as session:
         if db.dialect == "postgresql":
             # As in reporting.aggregates: the JSON unnesting makes the planner expect so many rows that it buys

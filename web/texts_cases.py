@@ -99,6 +99,20 @@ CASE_TEXTS: dict[str, dict[str, str]] = {
     "case_event_alerted": {"en": "alerted the staff responsible", "zh": "已通知负责人员"},
     "case_event_alert_failed": {"en": "could not deliver the alert", "zh": "通知未能送达"},
     "case_event_labels_corrected": {"en": "corrected the labels", "zh": "更正了标签"},
+    "case_event_contacted": {"en": "wrote to the customer through the bot", "zh": "通过机器人给客户发了消息"},
+    "case_event_contact_delivered": {"en": "delivered the message to the customer", "zh": "消息已送达客户"},
+    "case_event_contact_blocked": {
+        "en": "could not deliver the message: the customer has blocked the bot",
+        "zh": "消息未能送达：客户已屏蔽机器人",
+    },
+    "case_event_contact_failed": {
+        "en": "could not deliver the message: Telegram refused it or did not answer",
+        "zh": "消息未能送达：Telegram 拒收或无响应",
+    },
+    "case_event_contact_withdrawn": {
+        "en": "did not send the message: the customer withdrew their consent first",
+        "zh": "消息未发送：客户在此之前撤回了同意",
+    },
     "case_event_other": {"en": "{kind}", "zh": "{kind}"},
     # actions
     "case_actions": {"en": "Actions", "zh": "操作"},
@@ -119,6 +133,27 @@ CASE_TEXTS: dict[str, dict[str, str]] = {
         "en": "Corrections teach the next model version; the case itself does not change.",
         "zh": "更正的标签用于训练下一版模型；个案本身不会改变。",
     },
+    "case_contact": {"en": "Message the customer", "zh": "给客户发消息"},
+    "case_contact_help": {
+        "en": "The bot sends it into the customer's Telegram chat as a reply to their feedback, naming the branch. "
+        "At most {limit} characters; they cannot answer it there.",
+        "zh": "机器人会把消息发到客户的 Telegram 对话中，作为对其反馈的回复，并注明网点。"
+        "最多 {limit} 个字符；客户无法在对话中回复。",
+    },
+    "case_contact_send": {"en": "Send through the bot", "zh": "通过机器人发送"},
+    "case_contact_no_consent": {
+        "en": "The customer has not agreed to messages through the bot (or has withdrawn it), so none can be sent.",
+        "zh": "客户未同意（或已撤回同意）通过机器人接收消息，因此无法发送。",
+    },
+    "case_contact_web_chat": {
+        "en": "The customer answered in the web chat, which keeps no address to write to.",
+        "zh": "客户是在网页对话中作答的，没有可以发送消息的地址。",
+    },
+    "case_contact_call": {"en": "They left a number to call back:", "zh": "客户留下了回电号码："},
+    "case_contact_waiting": {
+        "en": "Messages waiting to be sent: {n}. Their delivery shows in the history.",
+        "zh": "待发送的消息：{n} 条。送达情况会显示在处理记录中。",
+    },
     "case_code_fixed": {"en": "Fixed", "zh": "已修正问题"},
     "case_code_explained": {"en": "Explained to the customer", "zh": "已向客户解释"},
     "case_code_compensated": {"en": "Compensated", "zh": "已补偿"},
@@ -131,6 +166,10 @@ CASE_TEXTS: dict[str, dict[str, str]] = {
     "case_done_resolve": {"en": "The case is resolved.", "zh": "个案已解决并结案。"},
     "case_done_not_a_complaint": {"en": "The case is closed as not a complaint.", "zh": "个案已以非投诉结案。"},
     "case_done_labels": {"en": "Thank you: the corrected labels are saved.", "zh": "谢谢：更正的标签已保存。"},
+    "case_done_contact": {
+        "en": "The message is queued: the bot sends it in a moment, and its delivery shows in the history.",
+        "zh": "消息已排队：机器人稍后发送，送达情况会显示在处理记录中。",
+    },
     "case_error_closed": {
         "en": "This case is already closed, so that cannot be done. You can still add a note.",
         "zh": "此个案已结案，无法执行该操作。您仍可添加备注。",
@@ -149,6 +188,18 @@ CASE_TEXTS: dict[str, dict[str, str]] = {
     },
     "case_error_note": {"en": "A note needs 1 to 4,000 characters.", "zh": "备注需为 1 至 4000 个字符。"},
     "case_error_code": {"en": "Choose a resolution from the list.", "zh": "请从列表中选择处理结果。"},
+    "case_error_contact_no_consent": {
+        "en": "Not sent: the customer has not agreed to messages through the bot.",
+        "zh": "未发送：客户未同意通过机器人接收消息。",
+    },
+    "case_error_contact_web_chat": {
+        "en": "Not sent: the customer answered in the web chat, which cannot be written to.",
+        "zh": "未发送：客户是在网页对话中作答的，无法给其发送消息。",
+    },
+    "case_error_contact_text": {
+        "en": "A message to the customer needs 1 to 1,000 characters.",
+        "zh": "给客户的消息需为 1 至 1000 个字符。",
+    },
     "case_error_labels": {
         "en": "Choose a sentiment or at least one category from the list.",
         "zh": "请从列表中选择情感或至少一个类别。",

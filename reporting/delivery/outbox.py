@@ -34,6 +34,8 @@ GAVE_UP = "gave up after"
 # Staff alerts live in this table too (written in the same transaction as their case); the alert dispatcher sends
 # them, never the webhook.
 ALERT_PREFIX = "alert."
+# Staff messages to a customer through the bot, likewise: reporting.contact sends them, never the webhook.
+CONTACT_PREFIX = "contact."
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class OutboxDispatcher:
         now = self._clock()
         due = (
             ~OutboxMessage.topic.startswith(ALERT_PREFIX),  # staff alerts share the table; their own dispatcher
+            ~OutboxMessage.topic.startswith(CONTACT_PREFIX),  # so do messages to customers
             OutboxMessage.delivered_at.is_(None),
             OutboxMessage.next_attempt_at <= now,
             OutboxMessage.attempts < self._max_attempts,

@@ -19,7 +19,7 @@ from store.models.enums import (
     TicketStatus,
 )
 from store.models.followup import Case, CaseEvent, Ticket, TicketEvent, TicketEvidence
-from store.models.org import AuditEntry, Branch, Counter, StaffSession, StaffUser
+from store.models.org import ApiToken, AuditEntry, Branch, Counter, StaffSession, StaffUser
 from store.models.survey import Answer, Conversation, Feedback, InboundEvent, Respondent, SurveyStart
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Analysis",
     "AnalysisStatus",
     "Answer",
+    "ApiToken",
     "AuditEntry",
     "Base",
     "Branch",

@@ -81,6 +81,25 @@ class StaffSession(Base):
     remote_addr: Mapped[str | None] = mapped_column(String(45))
 
 
+class ApiToken(Base):
+    """A bearer token for the JSON API that acts as its staff user; the table keeps only the token's SHA-256.
+
+    So a copy of the table signs nobody in; ``prefix`` (the token's first characters) tells tokens apart in listings.
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("staff_users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256 of the token
+    prefix: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, server_default=NOW)
+    last_used_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]  # None: until revoked
+    revoked_at: Mapped[datetime | None]
+
+
 class AuditEntry(Base):
     """One staff, system or CLI action with the target's state before and after."""
 

@@ -122,6 +122,10 @@ class Feedback(Base):
     comment: Mapped[str | None] = mapped_column(Text)  # already masked: no phone numbers, cards or names
     callback_requested: Mapped[bool] = mapped_column(default=False, server_default=false())
     contact_phone: Mapped[str | None] = mapped_column(String(32))  # only when shared for a callback
+    # Where staff may write back through the bot (a Telegram chat id), only once the customer said yes to that;
+    # NULL for web chat, which keeps no address. /forget clears both.
+    reply_chat: Mapped[str | None] = mapped_column(String(64))
+    reply_consent_at: Mapped[datetime | None]
     # The category the customer picked in the adaptive follow-up, when it was asked.
     customer_category: Mapped[str | None] = mapped_column(String(32))
     analysis_status: Mapped[AnalysisStatus] = mapped_column(StrEnumType(AnalysisStatus), default=AnalysisStatus.PENDING)
