@@ -17,12 +17,13 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nlp.masking import mask_text
 from reporting.delivery.notifier import Notice, Notifier, NotifyResult
 from reporting.delivery.outbox import ALERT_PREFIX, GAVE_UP, Backoff
+from reporting.delivery.queue import Claim, LeasedRows
 from reporting.delivery.telegram import escape
 from store import Database
 from store.models import (
@@ -189,51 +190,19 @@ class AlertDispatcher:
         self._notifier = notifier
         self._options = options or AlertOptions()
         self._clock = clock
+        self._rows = LeasedRows(database, TOPICS, lease=LEASE, max_attempts=self._options.max_attempts, clock=clock)
 
     async def dispatch_once(self, *, limit: int = 20) -> int:
         """Send up to ``limit`` due alerts, one after another; return how many were tried."""
-        for handled in range(limit):
-            claimed = await self._claim()
-            if claimed is None:
-                return handled
-            await self._send(*claimed)
-        return limit
+        return await self._rows.drain(self._send, limit=limit)
 
-    async def _claim(self) -> tuple[int, str, dict[str, Any], int] | None:
-        """Lease the oldest due alert and count the attempt, so no other dispatcher takes it meanwhile."""
-        now = self._clock()
-        due = (
-            OutboxMessage.topic.in_(TOPICS),
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.next_attempt_at <= now,
-            OutboxMessage.attempts < self._options.max_attempts,
-        )
-        chosen = select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(1)
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            if self._database.dialect == "postgresql":
-                # Lock first, then update by id: see OutboxDispatcher._claim for why not one statement here.
-                row_id = await session.scalar(chosen.with_for_update(skip_locked=True))
-                if row_id is None:
-                    return None
-                where = OutboxMessage.id == row_id
-            else:
-                where = OutboxMessage.id.in_(chosen.scalar_subquery())
-            statement = (
-                update(OutboxMessage)
-                .where(where, *due)
-                .values(attempts=OutboxMessage.attempts + 1, next_attempt_at=now + LEASE)
-                .returning(OutboxMessage.id, OutboxMessage.topic, OutboxMessage.payload, OutboxMessage.attempts)
-                .execution_options(synchronize_session=False)
-            )
-            row = (await session.execute(statement)).first()
-        return None if row is None else (row.id, row.topic, dict(row.payload), row.attempts)
-
-    async def _send(self, row_id: int, topic: str, payload: dict[str, Any], attempt: int) -> None:
+    async def _send(self, claim: Claim) -> None:
+        payload, topic = claim.payload, claim.topic
         progress = {**payload, "sent": list(payload.get("sent", [])), "failed": dict(payload.get("failed", {}))}
         case = await load_summary(self._database, progress["case_id"])
         if case is None or case.status in CLOSED:
             # Closed before the alert went out (or gone): nobody needs to act on it any more.
-            await self._finish(row_id, attempt, topic, progress, retry=[], skipped=True)
+            await self._finish(claim, progress, retry=[], skipped=True)
             return
         retry: list[str] = []
         notices: dict[str, Notice] = {}
@@ -243,11 +212,11 @@ class AlertDispatcher:
             notices[language] = notice
             result = await self._notifier.notify(subscription, notice)
             _note(progress, retry, result)
-            await self._save(row_id, attempt, progress)
-        if retry and attempt < self._options.max_attempts:
-            await self._retry_later(row_id, attempt, retry)
+            await self._save(claim, progress)
+        if retry and claim.attempt < self._options.max_attempts:
+            await self._retry_later(claim, retry)
         else:
-            await self._finish(row_id, attempt, topic, progress, retry=retry)
+            await self._finish(claim, progress, retry=retry)
 
     async def _recipients(self, topic: str, case: CaseSummary, progress: dict[str, Any]) -> list[Subscription]:
         """Who is still owed the alert, one subscription per chat or address.
@@ -284,27 +253,23 @@ class AlertDispatcher:
             unique.setdefault((subscription.channel, subscription.address), subscription)
         return [s for key, s in unique.items() if key not in told]
 
-    async def _save(self, row_id: int, attempt: int, progress: dict[str, Any]) -> None:
+    async def _save(self, claim: Claim, progress: dict[str, Any]) -> None:
         """Keep who has been told after each send, so a crash before the end repeats nobody already told."""
-        await self._update(row_id, attempt, payload=dict(progress))
+        await self._rows.write(claim, {"payload": dict(progress)})
 
-    async def _retry_later(self, row_id: int, attempt: int, retry: list[str]) -> None:
-        delay = self._options.backoff.delay(attempt)
+    async def _retry_later(self, claim: Claim, retry: list[str]) -> None:
+        delay = self._options.backoff.delay(claim.attempt)
         log.info(
-            "alerts: alert %d attempt %d left %d recipient(s) for later (in %s)", row_id, attempt, len(retry), delay
+            "alerts: alert %d attempt %d left %d recipient(s) for later (in %s)",
+            claim.id,
+            claim.attempt,
+            len(retry),
+            delay,
         )
-        await self._update(row_id, attempt, next_attempt_at=self._clock() + delay, last_error="; ".join(retry)[:2000])
+        values = {"next_attempt_at": self._clock() + delay, "last_error": "; ".join(retry)[:2000]}
+        await self._rows.write(claim, values)
 
-    async def _finish(
-        self,
-        row_id: int,
-        attempt: int,
-        topic: str,
-        progress: dict[str, Any],
-        *,
-        retry: list[str],
-        skipped: bool = False,
-    ) -> None:
+    async def _finish(self, claim: Claim, progress: dict[str, Any], *, retry: list[str], skipped: bool = False) -> None:
         """Close the row: delivered when someone got it (or nobody was owed it), given up when all failed."""
         sent, failed = progress["sent"], progress["failed"]
         errors = [f"{sid}: {error}" for sid, error in failed.items()] + retry
@@ -312,22 +277,20 @@ class AlertDispatcher:
         if sent or not errors:
             values |= {"delivered_at": self._clock(), "last_error": "; ".join(errors)[:2000] or None}
             if not sent and not skipped:
-                log.warning("alerts: alert %d: no case-alert subscription covers case %s", row_id, progress["case_id"])
+                log.warning(
+                    "alerts: alert %d: no case-alert subscription covers case %s", claim.id, progress["case_id"]
+                )
         else:
             # attempts at the cap takes the row out of every later claim; the row stays, with its error.
-            message = f"{GAVE_UP} {attempt} attempt(s): {'; '.join(errors)}"
+            message = f"{GAVE_UP} {claim.attempt} attempt(s): {'; '.join(errors)}"
             values |= {"attempts": self._options.max_attempts, "last_error": message[:2000]}
-            log.warning("alerts: alert %d reached nobody: %s", row_id, values["last_error"])
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            changed = await session.execute(_owned(row_id, attempt).values(**values))
-            if changed.rowcount and not skipped:
-                kind = "alert_failed" if errors and not sent else "alerted"  # alerted to nobody: nobody subscribes
-                data = {"alert": topic.removeprefix(ALERT_PREFIX), "sent": sent, "failed": failed, "retry": retry}
-                session.add(CaseEvent(case_id=progress["case_id"], kind=kind, data=data))
-
-    async def _update(self, row_id: int, attempt: int, **values: Any) -> None:
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            await session.execute(_owned(row_id, attempt).values(**values))
+            log.warning("alerts: alert %d reached nobody: %s", claim.id, values["last_error"])
+        event = None
+        if not skipped:
+            kind = "alert_failed" if errors and not sent else "alerted"  # alerted to nobody: nobody subscribes
+            data = {"alert": claim.topic.removeprefix(ALERT_PREFIX), "sent": sent, "failed": failed, "retry": retry}
+            event = CaseEvent(case_id=progress["case_id"], kind=kind, data=data)
+        await self._rows.write(claim, values, record=event)
 
 
 async def load_summary(database: Database, case_id: int) -> CaseSummary | None:
@@ -356,13 +319,6 @@ async def load_summary(database: Database, case_id: int) -> CaseSummary | None:
         categories=tuple(data.get("categories", ())),
         flags=tuple((f["id"], f["reason"]) for f in data.get("flags", ())),
         comment=comment,
-    )
-
-
-def _owned(row_id: int, attempt: int) -> Any:
-    # attempts = ours: a row re-claimed after an expired lease belongs to its new claimer.
-    return update(OutboxMessage).where(
-        OutboxMessage.id == row_id, OutboxMessage.attempts == attempt, OutboxMessage.delivered_at.is_(None)
     )
 
 

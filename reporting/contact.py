@@ -11,7 +11,6 @@ writes the outcome into the case's history. A chat that blocked the bot fails at
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,11 +19,12 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from reporting.cases import CaseInputError, CaseStateError, case_state, editing_case, record_case_action
 from reporting.delivery.errors import DeliveryError, RecipientGoneError
 from reporting.delivery.outbox import CONTACT_PREFIX, GAVE_UP, Backoff
+from reporting.delivery.queue import Claim, LeasedRows, run_until
 from reporting.delivery.telegram import TelegramSender, escape
 from store import Database
 from store.models import Branch, Case, CaseEvent, Conversation, Feedback, OutboxMessage, SurveyChannel, utcnow
@@ -160,99 +160,57 @@ class ContactDispatcher:
         self._sender = sender
         self._options = options or ContactOptions()
         self._clock = clock
+        self._rows = LeasedRows(database, (TOPIC,), lease=LEASE, max_attempts=self._options.max_attempts, clock=clock)
 
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
         """Send until ``stop`` is set, pausing ``idle_seconds`` whenever nothing is due."""
-        while not stop.is_set():
-            try:
-                handled = await self.dispatch_once()
-            except Exception:
-                # A background task: a database outage must not end it; the next round tries again.
-                log.exception("contact: sending failed; trying again in %g s", idle_seconds)
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle_seconds):
-                        await stop.wait()
+        await run_until(stop, self.dispatch_once, name="contact", idle_seconds=idle_seconds)
 
     async def dispatch_once(self, *, limit: int = 20) -> int:
         """Send up to ``limit`` due messages, one after another; return how many were tried."""
-        for handled in range(limit):
-            claimed = await self._claim()
-            if claimed is None:
-                return handled
-            await self._send(*claimed)
-        return limit
+        return await self._rows.drain(self._send, limit=limit)
 
-    async def _claim(self) -> tuple[int, int, int] | None:
-        """Lease the oldest due message and count the attempt: (row id, history entry id, attempt)."""
-        now = self._clock()
-        due = (
-            OutboxMessage.topic == TOPIC,
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.next_attempt_at <= now,
-            OutboxMessage.attempts < self._options.max_attempts,
-        )
-        chosen = select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(1)
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            if self._database.dialect == "postgresql":
-                # Lock first, then update by id: see OutboxDispatcher._claim for why not one statement here.
-                row_id = await session.scalar(chosen.with_for_update(skip_locked=True))
-                if row_id is None:
-                    return None
-                where = OutboxMessage.id == row_id
-            else:
-                where = OutboxMessage.id.in_(chosen.scalar_subquery())
-            statement = (
-                update(OutboxMessage)
-                .where(where, *due)
-                .values(attempts=OutboxMessage.attempts + 1, next_attempt_at=now + LEASE)
-                .returning(OutboxMessage.id, OutboxMessage.payload, OutboxMessage.attempts)
-                .execution_options(synchronize_session=False)
-            )
-            row = (await session.execute(statement)).first()
-        return None if row is None else (row.id, int(row.payload["event_id"]), row.attempts)
-
-    async def _send(self, row_id: int, event_id: int, attempt: int) -> None:
-        message = await load_outgoing(self._database, event_id)
+    async def _send(self, claim: Claim) -> None:
+        attempt = claim.attempt
+        message = await load_outgoing(self._database, int(claim.payload["event_id"]))
         if message is None or message.chat is None:
-            await self._finish(row_id, attempt, message, WITHDRAWN, "not sent: the customer withdrew their consent")
+            await self._finish(claim, message, WITHDRAWN, "not sent: the customer withdrew their consent")
             return
         try:
             await self._sender.send_text(message.chat, render_message(message, timezone=self._options.timezone))
         except RecipientGoneError as exc:
-            await self._finish(row_id, attempt, message, BLOCKED, f"{GAVE_UP} {attempt} attempt(s): {exc}")
+            await self._finish(claim, message, BLOCKED, f"{GAVE_UP} {attempt} attempt(s): {exc}")
         except DeliveryError as exc:
             if exc.retryable and attempt < self._options.max_attempts:
-                await self._retry_later(row_id, attempt, exc)
+                await self._retry_later(claim, exc)
             else:
-                await self._finish(row_id, attempt, message, FAILED, f"{GAVE_UP} {attempt} attempt(s): {exc}")
+                await self._finish(claim, message, FAILED, f"{GAVE_UP} {attempt} attempt(s): {exc}")
         else:
-            await self._finish(row_id, attempt, message, DELIVERED, None)
+            await self._finish(claim, message, DELIVERED, None)
 
-    async def _retry_later(self, row_id: int, attempt: int, error: DeliveryError) -> None:
-        delay = self._options.backoff.delay(attempt)
+    async def _retry_later(self, claim: Claim, error: DeliveryError) -> None:
+        delay = self._options.backoff.delay(claim.attempt)
         if error.retry_after is not None:
             delay = max(delay, timedelta(seconds=error.retry_after))
-        log.info("contact: message %d attempt %d failed, next in %s: %s", row_id, attempt, delay, error)
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            values = {"next_attempt_at": self._clock() + delay, "last_error": str(error)[:2000]}
-            await session.execute(_owned(row_id, attempt).values(**values))
+        log.info("contact: message %d attempt %d failed, next in %s: %s", claim.id, claim.attempt, delay, error)
+        await self._rows.write(claim, {"next_attempt_at": self._clock() + delay, "last_error": str(error)[:2000]})
 
-    async def _finish(
-        self, row_id: int, attempt: int, message: Outgoing | None, outcome: str, error: str | None
-    ) -> None:
+    async def _finish(self, claim: Claim, message: Outgoing | None, outcome: str, error: str | None) -> None:
         """Close the row (delivered, or out of every later claim with its error) and say so in the case's history."""
         now = self._clock()
         values: dict[str, Any] = {"delivered_at": now, "last_error": None}
         if outcome != DELIVERED:
-            values = {"attempts": max(attempt, self._options.max_attempts), "last_error": (error or "")[:2000]}
-            log.warning("contact: message %d %s: %s", row_id, outcome, error)
-        async with self._database.writing(), self._database.sessions() as session, session.begin():
-            changed = await session.execute(_owned(row_id, attempt).values(**values))
-            if changed.rowcount and message is not None:
-                data = {"message_event_id": message.event_id, "attempts": attempt, "error": (error or "")[:500] or None}
-                session.add(CaseEvent(case_id=message.case_id, kind=outcome, data=data, created_at=now))
+            values = {"attempts": max(claim.attempt, self._options.max_attempts), "last_error": (error or "")[:2000]}
+            log.warning("contact: message %d %s: %s", claim.id, outcome, error)
+        event = None
+        if message is not None:
+            data = {
+                "message_event_id": message.event_id,
+                "attempts": claim.attempt,
+                "error": (error or "")[:500] or None,
+            }
+            event = CaseEvent(case_id=message.case_id, kind=outcome, data=data, created_at=now)
+        await self._rows.write(claim, values, record=event)
 
 
 async def load_outgoing(database: Database, event_id: int) -> Outgoing | None:
@@ -278,10 +236,3 @@ async def load_outgoing(database: Database, event_id: int) -> Outgoing | None:
         return None
     names = {"en": row.name_en, "zh": row.name_zh}
     return Outgoing(row.case_id, event_id, row.body or "", row.reply_chat, row.language, names, row.submitted_at)
-
-
-def _owned(row_id: int, attempt: int) -> Any:
-    # attempts = ours: a row re-claimed after an expired lease belongs to its new claimer.
-    return update(OutboxMessage).where(
-        OutboxMessage.id == row_id, OutboxMessage.attempts == attempt, OutboxMessage.delivered_at.is_(None)
-    )

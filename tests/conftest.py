@@ -13,6 +13,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from store import Database, normalize_url, upgrade
 
+pytest_plugins = ["support.fixtures"]  # the Bot API stand-in and TelegramSender fixtures
+
 PG_ADMIN_URL_VARIABLE = "CLOSELOOP_TEST_DATABASE_URL"
 
 

@@ -26,14 +26,6 @@ USER = 42
 SECRET = "s3cret-token"
 
 
-@pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # integer retry_after would warn, and warnings are errors
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
 def build_application(api: BotApiStandIn, builder: ApplicationBuilder | None = None) -> Application:
     builder = builder or ApplicationBuilder()
     application = builder.token(TOKEN).base_url(api.base_url).base_file_url(api.base_file_url).build()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -38,7 +38,7 @@ from reporting.cases import (
     resolve,
     run_case_jobs,
 )
-from reporting.delivery import Mailer, Notifier, SmtpOptions, TelegramSender
+from reporting.delivery import Mailer, Notifier, SmtpOptions
 from store import Database
 from store.analysis_queue import AnalysisResult, pending_count, store_results
 from store.models import (
@@ -61,7 +61,6 @@ from store.models import (
 )
 
 RULES = parse_file(FlagRules, PACKAGE_DIR / "flags.toml")
-TOKEN = "123456:cases-token"
 BRANCH_CHAT, REGION_CHAT, OTHER_BRANCH_CHAT, DIGEST_CHAT = 5001, 5002, 5003, 5004
 FRAUD = "Someone scammed me at the ATM, my lawyer will hear of it"
 HOSTILE = "It was a scam <script>alert(1)</script> & <b>nobody</b> helped"
@@ -105,20 +104,6 @@ async def world(db: Database) -> World:
         session.add_all(users)
         await session.flush()
         return World(*(u.id for u in users))
-
-
-@pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # integer retry_after would warn, and warnings are errors
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def telegram(api: BotApiStandIn) -> AsyncIterator[TelegramSender]:
-    async with TelegramSender(TOKEN, api_url=api.base_url) as sender:
-        yield sender
 
 
 def staff(username: str, role: StaffRole, scope: ScopeKind, value: str | None, **extra) -> StaffUser:

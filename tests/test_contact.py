@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
@@ -69,14 +68,6 @@ FRAME = "A reply to your feedback about Main Street Branch"
 @pytest.fixture(autouse=True)
 def cheap_hashing(monkeypatch):
     monkeypatch.setattr(passwords, "HASHER", CHEAP)
-
-
-@pytest.fixture
-async def api(monkeypatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB warns about integer durations otherwise
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from sqlalchemy import select
-from support.botapi import BotApiStandIn
 from test_delivery_mail import PDF, PNG, Inbox, smtp_server
 
 from reporting.delivery import (
@@ -16,13 +12,11 @@ from reporting.delivery import (
     Notice,
     Notifier,
     SmtpOptions,
-    TelegramSender,
 )
 from reporting.delivery.notifier import CAPTION_LIMIT
 from store import Database
 from store.models import AuditEntry, DeliveryChannel, ScopeKind, Subscription, SubscriptionPurpose
 
-TOKEN = "123456:notifier-token"
 CHAT = 7007
 
 NOTICE = Notice(
@@ -32,20 +26,6 @@ NOTICE = Notice(
     images=(InlineImage("trend", PNG),),
     attachments=(Attachment("case.pdf", PDF, "application/pdf"),),
 )
-
-
-@pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def telegram(api: BotApiStandIn) -> AsyncIterator[TelegramSender]:
-    async with TelegramSender(TOKEN, api_url=api.base_url) as sender:
-        yield sender
 
 
 async def subscribe(db: Database, channel: DeliveryChannel, address: str | None) -> Subscription:

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import gc
 import socket
-from collections.abc import AsyncIterator
 
 import pytest
-from support.botapi import BotApiStandIn
 
 from reporting.delivery import DeliveryError, RecipientGoneError, TelegramSender, escape
 
@@ -15,20 +13,6 @@ TOKEN = "123456:delivery-token"
 MANAGER = 5001
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
 PDF = b"%PDF-1.4\n%%EOF\n"
-
-
-@pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # integer retry_after would warn, and warnings are errors
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def telegram(api: BotApiStandIn) -> AsyncIterator[TelegramSender]:
-    async with TelegramSender(TOKEN, api_url=api.base_url) as sender:
-        yield sender
 
 
 async def test_a_text_goes_out_as_html_with_customer_text_escaped(api, telegram):

@@ -16,10 +16,9 @@ from typing import Any
 import pytest
 from digest_data import TZ, seed_digest_data
 from sqlalchemy import select, text
-from support.botapi import BotApiStandIn
 from test_delivery_mail import Inbox, accept_only, silent_server, smtp_server
 
-from reporting.delivery import Backoff, Mailer, Notifier, SmtpOptions, TelegramSender
+from reporting.delivery import Backoff, Mailer, Notifier, SmtpOptions
 from reporting.digest_send import DigestOptions, run_digest_jobs, send_due_digests
 from reporting.schedule import due_week, last_run, next_run
 from store import Database
@@ -30,7 +29,6 @@ OPTIONS = DigestOptions(
     timezone=TZ, weekday="monday", at=time(8), category_names=NAMES, backoff=Backoff(first=timedelta(minutes=1))
 )
 RUN = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # Monday of 2026-W48, 08:00 in London (GMT): 2026-W47 is due
-TOKEN = "123456:digest-token"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ESCAPED = "&lt;script&gt;alert("
 NO_DATA = "No feedback was received this week."
@@ -100,20 +98,6 @@ async def inbox() -> AsyncIterator[tuple[Inbox, int]]:
     handler = Inbox()
     async with smtp_server(handler) as port:
         yield handler, port
-
-
-@pytest.fixture
-async def api(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
-@pytest.fixture
-async def telegram(api: BotApiStandIn) -> AsyncIterator[TelegramSender]:
-    async with TelegramSender(TOKEN, api_url=api.base_url) as sender:
-        yield sender
 
 
 def mailer(port: int, **changes: Any) -> Mailer:

@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 from click.testing import Result
 from sqlalchemy import select
-from support.botapi import BotApiStandIn
 from support.server import CLOSELOOP, free_port, server_env
 from test_cases import dispatcher, open_case
 from test_delivery_mail import Inbox, smtp_server
@@ -35,14 +34,6 @@ from store.subscriptions import redeem_invite
 BRANCHES = load_branches(PACKAGE_DIR / "branches.toml")  # MAIN in region "central", EAST in region "east"
 ALERTS, DIGEST = SubscriptionPurpose.CASE_ALERT, SubscriptionPurpose.DIGEST
 CALL_ME = "Someone scammed me at the ATM, call me on 13800138000"
-
-
-@pytest.fixture
-async def api(monkeypatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB warns about integer durations otherwise
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture(params=["polling", "webhook"])

@@ -55,14 +55,6 @@ class Product:
             await database.dispose()
 
 
-@pytest.fixture
-async def api(monkeypatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB warns about integer durations otherwise
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
-
-
 async def run_product(api: BotApiStandIn, database_url: str, tmp_path, *, webhook: bool) -> AsyncIterator[Product]:
     port = free_port()
     environ = {

@@ -13,7 +13,6 @@ from contextlib import asynccontextmanager
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select, text
-from support.botapi import BotApiStandIn
 from test_digest_cli import COMMANDS
 from test_telegram import Customer, Product, run_product
 
@@ -33,14 +32,6 @@ from store.models import (
 WELCOME_MAIN = "Welcome! You will receive the weekly digest for branch MAIN here in this chat."
 BRANCH_MAIN = (ScopeKind.BRANCH, "MAIN")
 NOT_VALID = "This invite link is not valid or was already used; ask for a new one."
-
-
-@pytest.fixture
-async def api(monkeypatch) -> AsyncIterator[BotApiStandIn]:
-    monkeypatch.setenv("PTB_TIMEDELTA", "true")  # PTB warns about integer durations otherwise
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    async with BotApiStandIn() as standin:
-        yield standin
 
 
 @pytest.fixture(params=["polling", "webhook"])

@@ -41,6 +41,7 @@ from web.api_io import (
     masked,
     masked_data,
     query_choice,
+    refusals_answered,
     staff_ref,
 )
 from web.case_page import CaseRecord, Correction, load_case
@@ -223,14 +224,8 @@ def action(perform: Perform) -> Callable[[web.Request], Awaitable[web.Response]]
         case_id = int(request.match_info["case_id"])
         if await case_status_in_scope(db, user, case_id) is None:
             raise web.HTTPNotFound(text=NOT_IN_SCOPE)
-        try:
+        with refusals_answered(CaseStateError, CaseInputError, CaseError, not_found=NOT_IN_SCOPE):
             await perform(Call(db, user, case_id, request[BODY], request.app[CONSOLE_OPTIONS]))
-        except CaseStateError as exc:
-            raise web.HTTPConflict(text=str(exc)) from None
-        except CaseInputError as exc:
-            raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-        except CaseError:  # gone or out of reach since the check above: the same answer as for any unknown id
-            raise web.HTTPNotFound(text=NOT_IN_SCOPE) from None
         record = await load_case(db, user, case_id)
         if record is None:
             raise web.HTTPNotFound(text=NOT_IN_SCOPE)

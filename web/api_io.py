@@ -7,7 +7,8 @@ holding markup stays inert even where a careless client or an old browser treats
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -117,6 +118,28 @@ def query_choice(query: Mapping[str, str], name: str, allowed: Sequence[str]) ->
     if value not in allowed:
         raise web.HTTPBadRequest(text=f"{name} must be one of: {', '.join(allowed)}")
     return value
+
+
+# -- actions ------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def refusals_answered(
+    state: type[Exception], value: type[Exception], gone: type[Exception], *, not_found: str
+) -> Iterator[None]:
+    """Answer a refused action in the domain's own words: 409 for its ``state``, 422 for a ``value``, else 404.
+
+    ``gone`` is the domain's root error: the thing went, or left the caller's reach, since the scope check, and
+    gets the same answer (``not_found``) as any unknown id.
+    """
+    try:
+        yield
+    except state as exc:
+        raise web.HTTPConflict(text=str(exc)) from None
+    except value as exc:
+        raise web.HTTPUnprocessableEntity(text=str(exc)) from None
+    except gone:
+        raise web.HTTPNotFound(text=not_found) from None
 
 
 # -- bodies -------------------------------------------------------------------------------------------------------

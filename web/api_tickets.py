@@ -38,7 +38,18 @@ from store.models import (
     TicketStatus,
 )
 from web.api_auth import api_user, require_api_role
-from web.api_io import BODY, Page, answer, branch_json, iso, masked, masked_data, query_choice, staff_ref
+from web.api_io import (
+    BODY,
+    Page,
+    answer,
+    branch_json,
+    iso,
+    masked,
+    masked_data,
+    query_choice,
+    refusals_answered,
+    staff_ref,
+)
 from web.keys import DATABASE
 from web.openapi import (
     PAGE_PARAMETERS,
@@ -193,14 +204,8 @@ def action(perform: Perform, *, is_managers: bool = False) -> Callable[[web.Requ
             raise web.HTTPNotFound(text=NOT_IN_SCOPE)
         if is_managers:
             require_api_role(request, StaffRole.MANAGER, why="verifying a ticket takes a manager or an administrator")
-        try:
+        with refusals_answered(TicketStateError, TicketInputError, TicketError, not_found=NOT_IN_SCOPE):
             await perform(Call(db, user, ticket_id, request[BODY]))
-        except TicketStateError as exc:
-            raise web.HTTPConflict(text=str(exc)) from None
-        except TicketInputError as exc:
-            raise web.HTTPUnprocessableEntity(text=str(exc)) from None
-        except TicketError:  # gone or out of reach since the check above: the same answer as for any unknown id
-            raise web.HTTPNotFound(text=NOT_IN_SCOPE) from None
         found = await ticket_in_scope(db, user, ticket_id)
         if found is None:
             raise web.HTTPNotFound(text=NOT_IN_SCOPE)

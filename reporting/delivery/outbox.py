@@ -10,7 +10,6 @@ A row is never deleted: delivered rows keep ``delivered_at``, given-up rows keep
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -22,6 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from reporting.delivery.errors import DeliveryError
+from reporting.delivery.queue import run_until
 from reporting.delivery.webhook import Event, WebhookSender
 from store import Database
 from store.models import OutboxMessage, utcnow
@@ -86,17 +86,7 @@ class OutboxDispatcher:
 
     async def run(self, stop: asyncio.Event, *, idle_seconds: float = 2.0) -> None:
         """Deliver until ``stop`` is set, pausing ``idle_seconds`` whenever nothing is due."""
-        while not stop.is_set():
-            try:
-                handled = await self.dispatch_once()
-            except Exception:
-                # A background task: a database outage must not end it; the next round tries again.
-                log.exception("outbox: dispatching failed; trying again in %g s", idle_seconds)
-                handled = 0
-            if handled == 0:
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(idle_seconds):
-                        await stop.wait()
+        await run_until(stop, self.dispatch_once, name="outbox", idle_seconds=idle_seconds)
 
     async def dispatch_once(self) -> int:
         """Claim the events due now and try each once; return how many were tried."""
