@@ -14,7 +14,7 @@ few (one per flagged complaint), so the rows are four numbers each.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -34,6 +34,9 @@ SCALES = {"csat": range(1, 6), "nps": range(0, 11), "ces": range(1, 8)}
 ONE = literal_column("1")  # inlined: a bare bind parameter in CASE ... THEN has no type on PostgreSQL
 HALF_DAY = timedelta(hours=12)
 ID_COLUMNS = {"all": [], "region": ["branch_id"], "branch": ["branch_id"], "counter": ["branch_id", "counter_id"]}
+# The families of counts a grouping can fetch; "comments" (sentiment and categories of the latest analyses) costs
+# the most, since it reads every analysis to find each feedback's latest.
+PARTS = frozenset({"ratings", "starts", "conversations", "comments", "cases"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,15 +65,29 @@ class Aggregates:
     cases: pd.DataFrame  # ids, bucket, first_response_s, resolution_s, first_response_met, resolution_met
 
 
-async def aggregate(db: Database, grouping: Grouping, org: Org, *, now: datetime) -> Aggregates:
-    """Run every aggregate query of a grouping concurrently (each in its own session)."""
+async def aggregate(
+    db: Database, grouping: Grouping, org: Org, *, now: datetime, parts: Collection[str] = PARTS
+) -> Aggregates:
+    """Run the aggregate queries of a grouping concurrently (each in its own session).
+
+    `parts` picks the families of counts (see PARTS; all by default); the frames of the others stay empty.
+
+    Raises:
+        ValueError: `parts` names an unknown family.
+    """
+    if unknown := set(parts) - PARTS:
+        raise ValueError(f"unknown parts {sorted(unknown)} (known: {sorted(PARTS)})")
+
+    async def fetch(part: str, statement: Callable[[], Select[Any]]) -> pd.DataFrame:
+        return await _frame(db, statement()) if part in parts else pd.DataFrame()
+
     frames = await asyncio.gather(
-        _frame(db, rating_counts(grouping)),
-        _frame(db, start_counts(grouping)),
-        _frame(db, conversation_counts(grouping)),
-        _frame(db, sentiment_counts(grouping)),
-        _frame(db, category_counts(grouping)),
-        _frame(db, case_times(grouping, now=now)),
+        fetch("ratings", lambda: rating_counts(grouping)),
+        fetch("starts", lambda: start_counts(grouping)),
+        fetch("conversations", lambda: conversation_counts(grouping)),
+        fetch("comments", lambda: sentiment_counts(grouping)),
+        fetch("comments", lambda: category_counts(grouping)),
+        fetch("cases", lambda: case_times(grouping, now=now)),
     )
     ratings, starts, conversations, sentiment, categories, cases = frames
     return Aggregates(ratings, _counter_ids(starts, org), conversations, sentiment, categories, cases)

@@ -13,14 +13,14 @@ reporting.report computes the figures.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from reporting.aggregates import SCALES, Aggregates, Grouping, aggregate, rating_frame
+from reporting.aggregates import PARTS, SCALES, Aggregates, Grouping, aggregate, rating_frame
 from reporting.figures import CONFIDENCE, Change, Figure, compare_figures
 from reporting.figures import rank as rank_figures
 from reporting.periods import Period
@@ -64,17 +64,19 @@ async def metrics_by(
     min_responses: int = 10,
     now: datetime | None = None,
     confidence: float = CONFIDENCE,
+    parts: Collection[str] = PARTS,
 ) -> list[MetricsReport]:
     """Return one report per group of the dimension and period, in period order, then by scope label.
 
     `dimension` "all" gives one report per period for `within` itself (even an empty one); "branch", "counter"
     and "region" give the groups inside `within` that had any feedback, start, conversation or case.
-    `now` decides whether an unanswered case is already past its SLA (default: the current time).
+    `now` decides whether an unanswered case is already past its SLA (default: the current time). `parts`
+    limits the counts fetched (reporting.aggregates.PARTS): the figures of the others read as nothing happened.
 
     Raises:
         ReportingError: `within` names an unknown branch, counter or region.
     """
-    limits = {"min_responses": min_responses, "now": now, "confidence": confidence}
+    limits = {"min_responses": min_responses, "now": now, "confidence": confidence, "parts": parts}
     return (await metrics_for(db, [dimension], periods, within=within, **limits))[dimension]
 
 
@@ -87,6 +89,7 @@ async def metrics_for(
     min_responses: int = 10,
     now: datetime | None = None,
     confidence: float = CONFIDENCE,
+    parts: Collection[str] = PARTS,
 ) -> dict[Dimension, list[MetricsReport]]:
     """Return `metrics_by` for several dimensions from one round of queries.
 
@@ -100,7 +103,7 @@ async def metrics_for(
     within = within or Scope.bank()
     org = await load_org(db)
     grouping = Grouping(_finest(dimensions), periods, org.filter_for(within), db.dialect)
-    data = await aggregate(db, grouping, org, now=now or utcnow())
+    data = await aggregate(db, grouping, org, now=now or utcnow(), parts=parts)
     reports: dict[Dimension, list[MetricsReport]] = {}
     for dimension in dimensions:
         counts = counts_by_group(data, dimension, org, within)

@@ -2,21 +2,23 @@
 
 Scope is part of every statement (reporting.scope.staff_branches on the joined branch), so a filter naming a
 branch outside it finds nothing. One statement reads the page (branch, assignee and comment joined in: no query
-per row), one counts the cases per status; the page count comes from those counts, not a third statement.
+per row), one counts the cases per status; the page count comes from those counts, not a third statement. Each
+is built once per scope and filter (web.scoped_statements), the page's offset bound at each view.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, case, func, select
 
 from reporting.cases import OPEN
 from reporting.scope import staff_branches
 from store import Database
-from store.models import Branch, Case, CasePriority, CaseStatus, Feedback, StaffUser
+from store.models import Branch, Case, CasePriority, CaseStatus, Feedback, ScopeKind, StaffUser
+from web.scoped_statements import per_scope
 
 PAGE_SIZE = 50
 MAX_PAGE = 100  # a hard cap on the offset (5,000 rows): past it, filters find a case faster than paging does
@@ -86,30 +88,38 @@ class Queue:
 
 async def load_queue(db: Database, user: StaffUser, wanted: QueueFilter) -> Queue:
     """The page of the queue ``wanted`` asks for, with the counts and the branch choices, within the user's scope."""
-    async with db.sessions() as session:
-        branches = (
-            await session.execute(
-                select(Branch.code, Branch.name_en, Branch.name_zh).where(staff_branches(user)).order_by(Branch.code)
-            )
-        ).all()
-        counted = await session.execute(
-            filtered_cases(select(Case.status, func.count()), user, wanted).group_by(Case.status)
-        )
+    filters = replace(wanted, status="all", page=1)  # what the counts depend on
+    async with db.engine.connect() as conn:  # plain rows: no ORM session needed
+        choices = (await conn.execute(_branch_choices(user))).all()
+        counted = await conn.execute(_counts(user, filters))
         counts = _view_counts({CaseStatus(status): n for status, n in counted})
-        rows = (await session.execute(_page(user, wanted))).all()
+        offset = {"offset": (wanted.page - 1) * PAGE_SIZE}
+        rows = (await conn.execute(_page(user, replace(wanted, page=1)), offset)).all()
     total = counts[wanted.status]
     pages = max(1, -(-total // PAGE_SIZE))
     return Queue(
         rows=[QueueRow(*row) for row in rows],
         counts=counts,
-        branches=[tuple(b) for b in branches],
+        branches=[tuple(b) for b in choices],
         pages=min(pages, MAX_PAGE),
         is_capped=pages > MAX_PAGE,
     )
 
 
+@per_scope
+def _branch_choices(user: StaffUser) -> Select[Any]:
+    return select(Branch.code, Branch.name_en, Branch.name_zh).where(staff_branches(user)).order_by(Branch.code)
+
+
+@per_scope
+def _counts(user: StaffUser, wanted: QueueFilter) -> Select[Any]:
+    return filtered_cases(select(Case.status, func.count()), user, wanted).group_by(Case.status)
+
+
+@per_scope
 def _page(user: StaffUser, wanted: QueueFilter) -> Select[Any]:
-    """The page's rows: cases ranked and cut to the page first, then joined to their comment and assignee.
+    """The page's rows (from the bound "offset"): cases ranked and cut to the page first, then joined to their
+    comment and assignee.
 
     In that order, the join reads PAGE_SIZE comments by primary key rather than every comment in scope (a year
     of feedback behind a deep "all" page took 0.4 s the other way round).
@@ -118,7 +128,8 @@ def _page(user: StaffUser, wanted: QueueFilter) -> Select[Any]:
     ranked = filtered_cases(select(Case.id), user, wanted)
     if statuses is not None:
         ranked = ranked.where(Case.status.in_(statuses))
-    ranked = ranked.order_by(*_queue_order()).limit(PAGE_SIZE).offset((wanted.page - 1) * PAGE_SIZE).subquery()
+    offset = bindparam("offset", type_=Integer)
+    ranked = ranked.order_by(*_queue_order()).limit(PAGE_SIZE).offset(offset).subquery()
     columns = (Case.id, Branch.code, Branch.name_en, Branch.name_zh, Case.priority, Case.status, Case.sla_due_at,
                Case.escalated_at, StaffUser.display_name, Feedback.comment)  # fmt: skip
     return (
@@ -140,8 +151,14 @@ def _queue_order() -> tuple[ColumnElement[Any], ...]:
 
 
 def filtered_cases(statement: Select[Any], user: StaffUser, wanted: QueueFilter) -> Select[Any]:
-    """Cases joined to their branch, limited to the user's scope and the branch and priority filters."""
-    statement = statement.select_from(Case).join(Branch, Branch.id == Case.branch_id).where(staff_branches(user))
+    """Cases limited to the user's scope and the branch and priority filters (their branch joined where they ask).
+
+    Every case has a branch, so a user who sees all of them needs no join: counting an admin's cases without it
+    halved the database's time for the queue.
+    """
+    statement = statement.select_from(Case)
+    if user.scope_kind != ScopeKind.ALL or wanted.branch is not None:
+        statement = statement.join(Branch, Branch.id == Case.branch_id).where(staff_branches(user))
     if wanted.branch is not None:
         statement = statement.where(Branch.code == wanted.branch)
     if wanted.priority is not None:

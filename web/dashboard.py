@@ -7,7 +7,8 @@ never a number. Every bar, point, tile and row links to the feedback list filter
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from functools import partial
 from operator import attrgetter
@@ -15,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import Select, select
 
 from reporting.figures import Change, Figure, compare_figures
 from reporting.metrics import metrics_by, metrics_for
@@ -30,6 +31,7 @@ from web.feedback import ANY, FEEDBACK_PATH, SENTIMENTS, FeedbackFilter, feedbac
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
 from web.pages import error_page, language_of, render
+from web.scoped_statements import per_scope
 from web.shared_results import SharedResults
 from web.svg import Mark, bar_chart, column_chart, line_chart
 from web.texts import texts
@@ -41,10 +43,10 @@ WEEK_CHOICES = (4, 8, 13, 26)
 TILES = ("csat", "nps", "ces", "completion_rate", "cases.first_response_sla")  # MetricsReport attributes
 RATINGS = ("csat", "nps", "ces")  # figures whose rows the list can show: the feedback that gave the rating
 FRESH_FOR = 300.0  # seconds a scope's figures are reused; the page says when they were computed
+STALE_FOR = 3600.0  # seconds more they are still shown at once while a background computation renews them
 REMEMBERED = 256  # scopes and windows kept at once
 
-Figures = tuple[dict[Dimension, list[MetricsReport]], list[MetricsReport]]  # (both ranges by dimension, weekly)
-FIGURES = web.AppKey("dashboard_figures", SharedResults[Figures])
+COUNTS = frozenset({"ratings", "starts", "conversations", "cases"})  # reporting.aggregates.PARTS but comments
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +69,44 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Names:
-    """Branches in the user's scope by code, with region and name; counters by (branch code, counter code)."""
+    """A scope's branches by code and counters by (branch code, counter code), each named in both languages."""
 
-    branches: dict[str, tuple[str | None, str]]
-    counters: dict[tuple[str, str], str]
+    branches: dict[str, dict[str, str]]
+    counters: dict[tuple[str, str], dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    """One scope's reports for one window, shared by every request that shows them, and their part of the page
+    in each language, rendered once per language: the bank's 200-branch table took milliseconds a request."""
+
+    ranges: dict[Dimension, list[MetricsReport]]  # both ranges, "all" and the breakdown, without comment figures
+    comments: MetricsReport  # the current range's sentiment and categories, for the whole scope
+    weekly: list[MetricsReport]  # each week's ratings
+    names: Names
+    _html: dict[str, Markup] = field(default_factory=dict, init=False, repr=False)
+
+    def html(self, language: str, render_once: Callable[[], Markup]) -> Markup:
+        if language not in self._html:
+            self._html[language] = render_once()
+        return self._html[language]
+
+
+FIGURES = web.AppKey("dashboard_figures", SharedResults[Figures])
 
 
 def add_dashboard_routes(app: web.Application) -> None:
     """Register the dashboard, the feedback list its charts drill down to, and the audit log with its export."""
-    app[FIGURES] = SharedResults(ttl=FRESH_FOR, size=REMEMBERED)
+    app[FIGURES] = SharedResults(ttl=FRESH_FOR, size=REMEMBERED, stale_for=STALE_FOR)
+    app.on_shutdown.append(_stop_computing)  # before the cleanup contexts close the database
     app.router.add_get(DASHBOARD_PATH, show_dashboard)
     app.router.add_get(FEEDBACK_PATH, show_feedback)
     app.router.add_get(AUDIT_PATH, show_audit)
     app.router.add_get(f"{AUDIT_PATH}.csv", export_audit)
+
+
+async def _stop_computing(app: web.Application) -> None:
+    await app[FIGURES].close()
 
 
 async def show_dashboard(request: web.Request) -> web.Response:
@@ -87,21 +114,16 @@ async def show_dashboard(request: web.Request) -> web.Response:
     db, options = request.app[DATABASE], request.app[CONSOLE_OPTIONS]
     language = language_of(request)
     t = texts(language)
-    names = await _names(db, user, language)
-    choices = _choices(user, names, t)
+    choices = _choices(user, await _branches(db, user, language), t)
     chosen = _chosen(choices, request.query.get("scope"))
     window = _window(request.query.get("week"), request.query.get("weeks"), options.timezone)
-    breakdown: Dimension = "counter" if chosen.scope.kind == "branch" else "branch"
     key = (chosen.scope, window.weeks[-1].label, len(window.weeks), options.min_responses)
     try:
-        (ranges, weekly), computed_at = await request.app[FIGURES].get(
-            key, partial(_figures, db, chosen.scope, window, breakdown, min_responses=options.min_responses)
+        figures, computed_at = await request.app[FIGURES].get(
+            key, partial(_figures, db, chosen.scope, window, min_responses=options.min_responses)
         )
     except ReportingError:  # a region or branch in the user's scope without any branch left in it
         return error_page(request, 404)
-    previous, current = ranges["all"]
-    base = _rows_of(chosen.scope)
-    whole = _days(base, window.current)
     return render(
         request,
         "dashboard.html",
@@ -113,57 +135,95 @@ async def show_dashboard(request: web.Request) -> web.Response:
         week_choices=WEEK_CHOICES,
         last_week=window.weeks[-1].label,
         window=window,
-        tiles=_tiles(current, previous, whole, t, language, weeks=len(window.weeks)),
-        charts=_charts(weekly, current, base, whole, t, options, language),
-        table=_table([r for r in ranges[breakdown] if r.period == window.current], names, language),
-        breakdown=breakdown,
+        figures=figures.html(language, partial(_render_figures, request, figures, chosen.scope, window)),
         computed_at=computed_at.astimezone(zone(options.timezone)).strftime("%H:%M"),
         fresh_minutes=round(FRESH_FOR / 60),
     )
 
 
-async def _figures(db: Database, scope: Scope, window: Window, breakdown: Dimension, *, min_responses: int) -> Figures:
-    """Both ranges for the headline and the table, and each week for the trends, from two concurrent rounds."""
+async def _figures(db: Database, scope: Scope, window: Window, *, min_responses: int) -> Figures:
+    """The reports and names behind the page, from concurrent rounds that each fetch only what the page shows.
+
+    The headline compares both ranges and the table breaks the current one down, from ratings, conversations and
+    cases; the category and sentiment charts need the comments of the current range for the whole scope alone,
+    and the trends the ratings of each week. Comments cost the most (every analysis is read to find each
+    feedback's latest), so they are counted once, not per branch, per week and for the previous range too.
+    """
     limits = {"within": scope, "min_responses": min_responses}
-    ranges, weekly = await asyncio.gather(
-        metrics_for(db, ["all", breakdown], [window.previous, window.current], **limits),
-        metrics_by(db, "all", window.weeks, **limits),
+    ranges, comments, weekly, names = await asyncio.gather(
+        metrics_for(db, ["all", _breakdown(scope)], [window.previous, window.current], parts=COUNTS, **limits),
+        metrics_by(db, "all", window.current, parts={"comments"}, **limits),
+        metrics_by(db, "all", window.weeks, parts={"ratings"}, **limits),
+        _names(db, scope),
     )
-    return ranges, weekly
+    return Figures(ranges, comments[0], weekly, names)
 
 
-async def _names(db: Database, user: StaffUser, language: str) -> Names:
-    """The branches and counters the user may see, in one query each (a few hundred rows at most)."""
-    in_scope = staff_branches(user)
-    branch_name, counter_name = (
-        (Branch.name_zh, Counter.name_zh) if language == "zh" else (Branch.name_en, Counter.name_en)
+def _render_figures(request: web.Request, figures: Figures, scope: Scope, window: Window) -> Markup:
+    """The tiles, charts and table, in the request's language: autoescaped HTML, shown as it is."""
+    options, language = request.app[CONSOLE_OPTIONS], language_of(request)
+    t = texts(language)
+    previous, current = figures.ranges["all"]
+    base = _rows_of(scope)
+    whole = _days(base, window.current)
+    breakdown = _breakdown(scope)
+    page = render(
+        request,
+        "dashboard_figures.html",
+        tiles=_tiles(current, previous, whole, t, language, weeks=len(window.weeks)),
+        charts=_charts(figures.weekly, figures.comments, base, whole, t, options, language),
+        table=_table([r for r in figures.ranges[breakdown] if r.period == window.current], figures.names, language),
+        breakdown=breakdown,
     )
-    async with db.sessions() as session:
-        branches = await session.execute(
-            select(Branch.code, Branch.region, branch_name).where(in_scope).order_by(Branch.code)
-        )
-        counters = await session.execute(
-            select(Branch.code, Counter.code, counter_name).join(Branch, Branch.id == Counter.branch_id).where(in_scope)
-        )
-        return Names(
-            branches={code: (region, name) for code, region, name in branches},
-            counters={(branch, code): name for branch, code, name in counters},
-        )
+    return Markup(page.text)  # noqa: S704 - the template's own output, every value in it escaped
 
 
-def _choices(user: StaffUser, names: Names, t: dict[str, str]) -> list[Choice]:
+def _breakdown(scope: Scope) -> Dimension:
+    """What the table lists: a branch's counters, else the branches."""
+    return "counter" if scope.kind == "branch" else "branch"
+
+
+async def _branches(db: Database, user: StaffUser, language: str) -> list[tuple[str, str | None, str]]:
+    """The branches the user may see as (code, region, name), by code: what the scope can be chosen from."""
+    async with db.engine.connect() as conn:
+        return [tuple(row) for row in await conn.execute(_branches_in_scope(user, language))]
+
+
+@per_scope
+def _branches_in_scope(user: StaffUser, language: str) -> Select[Any]:
+    name = Branch.name_zh if language == "zh" else Branch.name_en
+    return select(Branch.code, Branch.region, name).where(staff_branches(user)).order_by(Branch.code)
+
+
+async def _names(db: Database, scope: Scope) -> Names:
+    """The names of what the table lists, in both languages: a branch's counters, or the scope's branches."""
+    if scope.kind == "branch":
+        statement = (
+            select(Branch.code, Counter.code, Counter.name_en, Counter.name_zh)
+            .join(Branch, Branch.id == Counter.branch_id)
+            .where(Branch.code == scope.branch)
+        )
+        async with db.engine.connect() as conn:
+            rows = await conn.execute(statement)
+            return Names(branches={}, counters={(branch, code): {"en": en, "zh": zh} for branch, code, en, zh in rows})
+    statement = select(Branch.code, Branch.name_en, Branch.name_zh)
+    if scope.kind == "region":
+        statement = statement.where(Branch.region == scope.region)
+    async with db.engine.connect() as conn:
+        rows = await conn.execute(statement)
+        return Names(branches={code: {"en": en, "zh": zh} for code, en, zh in rows}, counters={})
+
+
+def _choices(user: StaffUser, branches: list[tuple[str, str | None, str]], t: dict[str, str]) -> list[Choice]:
     """The user's own scope first, then the regions and branches inside it."""
     own = scope_of(user)
     choices = []
     if own.kind == "all":
         choices.append(Choice("all", t["scope_all"], Scope.bank()))
     if own.kind in ("all", "region"):
-        regions = sorted({region for region, _ in names.branches.values() if region})
+        regions = sorted({region for _, region, _ in branches if region})
         choices += [Choice(f"region:{r}", t["scope_region"].format(value=r), Scope.of_region(r)) for r in regions]
-    choices += [
-        Choice(f"branch:{code}", f"{name} ({code})", Scope.of_branch(code))
-        for code, (_, name) in names.branches.items()
-    ]
+    choices += [Choice(f"branch:{code}", f"{name} ({code})", Scope.of_branch(code)) for code, _, name in branches]
     return choices
 
 
@@ -257,7 +317,7 @@ def _count_change(delta: int, t: dict[str, str], weeks: int) -> dict[str, Any]:
 
 def _charts(
     weekly: list[MetricsReport],
-    current: MetricsReport,
+    comments: MetricsReport,
     base: FeedbackFilter,
     whole: FeedbackFilter,
     t: dict[str, str],
@@ -274,7 +334,7 @@ def _charts(
         Mark(r.period.label, float(r.responses), str(r.responses), feedback_link(rows), tick=_tick(r.period))
         for r, rows in weeks
     ]
-    categories = sorted(current.categories.items(), key=lambda item: -(item[1].value or 0.0))
+    categories = sorted(comments.categories.items(), key=lambda item: -(item[1].value or 0.0))
     return {
         "csat": line_chart(trend("csat"), title=t["dash_csat_trend"], low=0.0, high=100.0),
         "nps": line_chart(trend("nps"), title=t["dash_nps_trend"], low=-100.0, high=100.0),
@@ -286,7 +346,7 @@ def _charts(
             language=language,
         ),
         "sentiment": _shares(
-            [(t[f"fb_sentiment_{s}"], current.sentiment[s], feedback_link(whole, sentiment=s)) for s in SENTIMENTS],
+            [(t[f"fb_sentiment_{s}"], comments.sentiment[s], feedback_link(whole, sentiment=s)) for s in SENTIMENTS],
             title=t["dash_sentiment"],
             t=t,
             language=language,
@@ -327,9 +387,11 @@ def _table(reports: list[MetricsReport], names: Names, language: str) -> list[di
     for report in reports:
         scope = report.scope
         if scope.kind == "counter":
-            name = names.counters.get((scope.branch or "", scope.counter or ""), scope.counter or "")
+            named, name = names.counters.get((scope.branch or "", scope.counter or "")), scope.counter or ""
         else:
-            name = names.branches.get(scope.branch or "", (None, scope.label))[1]
+            named, name = names.branches.get(scope.branch or ""), scope.label
+        if named:
+            name = named.get(language, named["en"])
         link = feedback_link(_days(_rows_of(scope), report.period))
         rows.append(
             {

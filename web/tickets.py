@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, Integer, Select, bindparam, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from nlp.masking import mask_text
@@ -46,6 +46,7 @@ from web.auth import BadFormError, csrf_token, current_user, read_form, require_
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
 from web.pages import error_page, language_of, render
+from web.scoped_statements import per_scope
 from web.texts import texts
 from web.ticket_chart import weekly_chart
 
@@ -240,9 +241,14 @@ async def ticket_in_scope(db: Database, user: StaffUser, ticket_id: int) -> tupl
 
 
 async def _in_scope(session: AsyncSession, user: StaffUser, ticket_id: int) -> tuple[Ticket, Branch] | None:
-    query = select(Ticket, Branch).join(Branch, Branch.id == Ticket.branch_id)
-    row = (await session.execute(query.where(Ticket.id == ticket_id, staff_branches(user)))).first()
+    row = (await session.execute(_ticket_in_scope(user), {"ticket_id": ticket_id})).first()
     return None if row is None else (row.Ticket, row.Branch)
+
+
+@per_scope
+def _ticket_in_scope(user: StaffUser) -> Select[Any]:
+    query = select(Ticket, Branch).join(Branch, Branch.id == Ticket.branch_id)
+    return query.where(Ticket.id == bindparam("ticket_id"), staff_branches(user))
 
 
 async def _also_at(session: AsyncSession, user: StaffUser, codes: Sequence[str]) -> list[Any]:
@@ -253,35 +259,43 @@ async def _also_at(session: AsyncSession, user: StaffUser, codes: Sequence[str])
     return list((await session.execute(query.where(staff_branches(user)).order_by(Branch.code))).all())
 
 
-async def _sources(
-    session: AsyncSession, ticket_id: int, zone: ZoneInfo, *, limit: int, offset: int = 0, only_quotes: bool = False
-) -> list[Source]:
+def _newest_sources(*, only_quotes: bool) -> Select[Any]:
+    """A ticket's feedback, newest first: the bound "ticket_id", "limit" and "offset" pick the rows."""
     query = (
         select(Feedback.id, Feedback.comment, Feedback.submitted_at, Feedback.csat, Case.id.label("case_id"))
         .join(TicketEvidence, TicketEvidence.feedback_id == Feedback.id)
         .outerjoin(Case, Case.feedback_id == Feedback.id)
-        .where(TicketEvidence.ticket_id == ticket_id)
+        .where(TicketEvidence.ticket_id == bindparam("ticket_id"))
         .order_by(Feedback.submitted_at.desc(), Feedback.id.desc())
-        .limit(limit)
-        .offset(offset)
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
     )
-    if only_quotes:
-        query = query.where(TicketEvidence.is_representative)
-    rows = await session.execute(query)
+    return query.where(TicketEvidence.is_representative) if only_quotes else query
+
+
+# Built once (scoped_statements says why): each page view runs them with its ticket's id.
+QUOTES, SOURCES = _newest_sources(only_quotes=True), _newest_sources(only_quotes=False)
+EVENTS = (
+    select(TicketEvent, StaffUser.display_name)
+    .outerjoin(StaffUser, StaffUser.id == TicketEvent.actor_id)
+    .where(TicketEvent.ticket_id == bindparam("ticket_id"))
+    .order_by(TicketEvent.id.desc())
+    .limit(EVENTS_SHOWN)
+)
+
+
+async def _sources(
+    session: AsyncSession, ticket_id: int, zone: ZoneInfo, *, limit: int, offset: int = 0, only_quotes: bool = False
+) -> list[Source]:
+    query = QUOTES if only_quotes else SOURCES
+    rows = await session.execute(query, {"ticket_id": ticket_id, "limit": limit, "offset": offset})
     # Comments are stored masked; masking again on the way out costs little and covers rows from older masks.
     return [Source(row.id, mask_text(row.comment) if row.comment else None, _local(row.submitted_at, zone),
                    row.csat, row.case_id) for row in rows]  # fmt: skip
 
 
 async def _events(session: AsyncSession, ticket_id: int, t: Mapping[str, str], zone: ZoneInfo) -> list[Event]:
-    query = (
-        select(TicketEvent, StaffUser.display_name)
-        .outerjoin(StaffUser, StaffUser.id == TicketEvent.actor_id)
-        .where(TicketEvent.ticket_id == ticket_id)
-        .order_by(TicketEvent.id.desc())
-        .limit(EVENTS_SHOWN)
-    )
-    rows = (await session.execute(query)).all()
+    rows = (await session.execute(EVENTS, {"ticket_id": ticket_id})).all()
     who = t["ticket_by_system"]
     return [
         Event(_event_text(row.TicketEvent, t), row.display_name or who, _local(row.TicketEvent.created_at, zone),
