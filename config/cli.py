@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -206,6 +207,10 @@ async def serve(settings: Settings, catalog: Catalog) -> None:
                 click.echo(f"No staff users yet: sign in at {settings.public_url}/console/login as 'admin' with the "
                            f"one-time password {password}\n(change it: closeloop staff reset-password --username "
                            "admin)", err=True)  # fmt: skip
+            # Everything loaded at start lives as long as the server: moving it out of the collector's reach keeps
+            # full collections short (they paused requests by up to 200 ms with a loaded console).
+            gc.collect()
+            gc.freeze()
             site = web.TCPSite(runner, settings.http.host, settings.http.port)
             try:
                 await site.start()
