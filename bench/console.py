@@ -53,7 +53,7 @@ from sqlalchemy.pool import NullPool
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fill import BRANCHES, CATEGORIES, COUNTERS, NOW, REGIONS, fill, latest_full_week, scratch_database  # noqa: E402
+from fill import BRANCHES, CATEGORIES, COUNTERS, NOW, REGIONS, fill, latest_full_week, scratch_database, settle  # noqa: E402
 from reporting_tickets import embed  # noqa: E402
 
 from reporting.alerts import AlertDispatcher  # noqa: E402
@@ -205,6 +205,7 @@ async def _work_off_alerts(db: Database) -> None:
     while await dispatcher.dispatch_once(limit=100):
         pass
     print(f"escalated {len(escalated)} overdue cases and handled their alerts in {time.perf_counter() - started:.0f} s")
+    await settle(db, "cases", "outbox")  # the escalation rewrote a tenth of the cases
 
 
 async def _prepare(url: str, sessions: int) -> list[Member]:

@@ -39,7 +39,7 @@ from web.case_queue import PAGE_SIZE, PRIORITIES, STATUS_VIEWS, QueueFilter, loa
 from web.case_words import describe_case
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
-from web.pages import error_page, language_of, render
+from web.pages import error_page, language_of, options_html, render
 from web.texts import texts
 
 CASES = "/console/cases"
@@ -75,9 +75,11 @@ async def show_queue(request: web.Request) -> web.Response:
         }
         for row in queue.rows
     ]
+    choices = tuple((code, f"{code} · {name_zh if language == 'zh' else name_en}")
+                    for code, name_en, name_zh in queue.branches)  # fmt: skip
     return render(request, "cases.html", user=user, csrf=csrf_token(request), signed_in_as=signed_in_as(user, t),
-                  queue=queue, rows=rows, wanted=wanted, views=tuple(STATUS_VIEWS), priorities=PRIORITIES,
-                  page_size=PAGE_SIZE)  # fmt: skip
+                  queue=queue, rows=rows, branch_options=options_html(choices, wanted.branch), wanted=wanted,
+                  views=tuple(STATUS_VIEWS), priorities=PRIORITIES, page_size=PAGE_SIZE)  # fmt: skip
 
 
 async def show_case(request: web.Request) -> web.Response:

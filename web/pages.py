@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from web.texts import pick_language, texts
 
@@ -29,6 +30,13 @@ def render(request: web.Request, template: str, *, status: int = 200, **context:
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
+@functools.lru_cache(maxsize=256)
+def options_html(choices: tuple[tuple[str, str], ...], selected: str | None) -> Markup:
+    """The <option> elements of a long select (an admin's 200 branches), rendered and escaped once per set of
+    choices and selection: doing it on every view of the queue cost a fifth of the page's CPU at 1M rows."""
+    return Markup(_environment().get_template("options.html").render(choices=choices, selected=selected))  # noqa: S704 - rendered with autoescape on
+
+
 def error_page(request: web.Request, status: int, text_key: str | None = None) -> web.Response:
     """A short page in the user's language for a refused or failed request."""
     key = text_key or ERROR_TEXTS.get(status, "bad_request")
@@ -44,4 +52,5 @@ def _environment() -> Environment:
         autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=True, default=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # templates ship inside the package: no stat() of the file on every render
     )

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
+from types import MappingProxyType
+
 from web.texts_cases import CASE_TEXTS
 from web.texts_dashboard import DASHBOARD_TEXTS
 from web.texts_tickets import TICKET_TEXTS
@@ -57,9 +61,10 @@ for _area in AREAS:
     TEXTS |= _area
 
 
-def texts(language: str) -> dict[str, str]:
-    """Every text in one language (English where a text lacks the language)."""
-    return {key: variants.get(language, variants["en"]) for key, variants in TEXTS.items()}
+@functools.cache
+def texts(language: str) -> Mapping[str, str]:
+    """Every text in one language (English where a text lacks the language), built once per language."""
+    return MappingProxyType({key: variants.get(language, variants["en"]) for key, variants in TEXTS.items()})
 
 
 def pick_language(chosen: str | None, accept_language: str | None) -> str:

@@ -45,7 +45,7 @@ from store.models import (
 from web.auth import BadFormError, csrf_token, current_user, read_form, require_role
 from web.keys import DATABASE
 from web.options import CONSOLE_OPTIONS, ConsoleOptions
-from web.pages import error_page, language_of, render
+from web.pages import error_page, language_of, options_html, render
 from web.scoped_statements import per_scope
 from web.texts import texts
 from web.ticket_chart import weekly_chart
@@ -168,6 +168,8 @@ async def show_board(request: web.Request) -> web.Response:
     return render(
         request, "tickets.html", user=user, csrf=csrf_token(request), filters=filters, cards=cards, counts=counts,
         total=sum(counts.values()), statuses=STATUSES, branches=branch_names, owners=owners,
+        branch_options=options_html(tuple((code, f"{name} ({code})") for code, name in branch_names.items()),
+                                    filters.branch),
         categories=_categories(options, language), has_more=len(rows) > PAGE_SIZE, max_page=MAX_PAGE,
     )  # fmt: skip
 

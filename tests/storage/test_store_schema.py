@@ -55,3 +55,12 @@ async def test_concurrent_upgrades_do_not_collide(database_url: str) -> None:
     finally:
         await first.dispose()
         await second.dispose()
+
+
+@pytest.mark.postgres
+async def test_cases_are_vacuumed_often_enough_for_index_only_counts(db: Database) -> None:
+    """The queue's counts stay index-only when autovacuum visits cases after 2% of them change (migration 0008)."""
+    async with db.engine.connect() as conn:
+        options = (await conn.exec_driver_sql("SELECT reloptions FROM pg_class WHERE relname = 'cases'")).scalar_one()
+    assert "autovacuum_vacuum_scale_factor=0.02" in options
+    assert "autovacuum_vacuum_insert_scale_factor=0.02" in options
