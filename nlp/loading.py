@@ -83,9 +83,9 @@ def _head(path: Path, encoder: Encoder) -> LinearHead:
 
 
 def _check_dim(head: LinearHead, path: Path, encoder: Encoder) -> None:
-    if head.weights.shape[0] != encoder.dim:
+    if head.dim != encoder.dim:
         raise ModelLoadError(
-            f"{path.name} was trained for {head.weights.shape[0]}-dimensional embeddings but the encoder gives "
+            f"{path.name} was trained for {head.dim}-dimensional embeddings but the encoder gives "
             f"{encoder.dim}: retrain with `closeloop nlp train` for this model"
         )
 

@@ -10,7 +10,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,7 +20,7 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
 
 from nlp.categories import AnchorCurve, CategoryModel
 from nlp.corpus import OWN_DATA, SENTIMENTS, SOURCES, Example, dev_sets, file_digest, own_examples, public_examples
-from nlp.heads import Classifier, LinearHead, SentimentModel, train_sigmoid, train_softmax
+from nlp.heads import Classifier, LinearHead, SentimentModel, train_hidden, train_sigmoid, train_softmax
 from nlp.language import detect_language
 from nlp.ngrams import train_ngrams
 from nlp.taxonomy import Taxonomy
@@ -32,6 +32,7 @@ HELD_OUT = 0.1
 SENTIMENT_LANGUAGES = ("zh",)
 LABEL_SET_STRENGTH = 32.0  # many labels, little noise: a weakly regularised head does best
 NGRAM_STRENGTH = 8.0
+HIDDEN_BLEND = 0.7  # a hidden-layer head reads the embeddings better than a linear one: it gets the larger share
 
 
 class Encoder(Protocol):
@@ -133,8 +134,8 @@ def predict_labels(labels: Sequence[str], probabilities: np.ndarray, *, binary: 
 
 
 def train_label_set(texts: Sequence[str], labels: Sequence[str], encoder: Encoder) -> tuple[Classifier, Scores]:
-    """A bank's own categories: embedding and n-gram heads blended, with held-out scores to report."""
-    return train_classifier(texts, encoder.encode(texts), labels, strength=LABEL_SET_STRENGTH)
+    """A bank's own categories: a hidden-layer embedding head and an n-gram head blended, with held-out scores."""
+    return train_classifier(texts, encoder.encode(texts), labels, strength=LABEL_SET_STRENGTH, hidden=True)
 
 
 def train_classifier(
@@ -145,18 +146,22 @@ def train_classifier(
     weights: np.ndarray | None = None,
     strength: float,
     ngrams: bool = True,
+    hidden: bool = False,
 ) -> tuple[Classifier, Scores]:
-    """Fit on 90%, calibrate and score on the held-out 10%, then refit on everything with that temperature."""
+    """Fit on 90%, calibrate and score on the held-out 10%, then refit on everything with that temperature.
+
+    `hidden` puts a hidden layer in the embedding head (heads.train_hidden) instead of the linear one.
+    """
     train, held = _split(len(texts))
     picked = (lambda rows: weights[rows]) if weights is not None else (lambda rows: None)
-    trial = _fit(texts, vectors, labels, train, picked(train), strength=strength, ngrams=ngrams,
+    trial = _fit(texts, vectors, labels, train, picked(train), strength=strength, ngrams=ngrams, hidden=hidden,
                  calibration=(vectors[held], [labels[i] for i in held]))  # fmt: skip
     held_texts, held_labels = [texts[i] for i in held], [labels[i] for i in held]
     held_out = score(held_labels, predict_labels(trial.labels, trial.predict(held_texts, vectors[held])))
     everything = list(range(len(texts)))
-    final = _fit(texts, vectors, labels, everything, picked(everything), strength=strength, ngrams=ngrams)
-    linear = LinearHead(final.linear.labels, final.linear.weights, final.linear.bias, trial.linear.temperature)
-    return Classifier(linear, final.ngrams), held_out
+    final = _fit(texts, vectors, labels, everything, picked(everything), strength=strength, ngrams=ngrams,
+                 hidden=hidden)  # fmt: skip
+    return replace(final, linear=final.linear.with_temperature(trial.linear.temperature)), held_out
 
 
 def _fit(
@@ -168,13 +173,19 @@ def _fit(
     *,
     strength: float,
     ngrams: bool,
+    hidden: bool = False,
     calibration: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> Classifier:
     chosen = [labels[i] for i in rows]
-    linear = train_softmax(vectors[rows], chosen, weights=weights, strength=strength, calibration=calibration)
+    if hidden:
+        linear = train_hidden(vectors[rows], chosen, weights=weights, calibration=calibration)
+    else:
+        linear = train_softmax(vectors[rows], chosen, weights=weights, strength=strength, calibration=calibration)
     if not ngrams:
         return Classifier(linear)
-    return Classifier(linear, train_ngrams([texts[i] for i in rows], chosen, weights=weights, strength=NGRAM_STRENGTH))
+    blend = HIDDEN_BLEND if hidden else Classifier.blend
+    ngram_head = train_ngrams([texts[i] for i in rows], chosen, weights=weights, strength=NGRAM_STRENGTH)
+    return Classifier(linear, ngram_head, blend)
 
 
 def _train_sentiment(examples: list[Example], vectors: np.ndarray) -> tuple[SentimentModel, dict[str, Scores]]:

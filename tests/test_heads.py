@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from nlp.heads import Classifier, LinearHead, SentimentModel
+from nlp.heads import Classifier, LinearHead, SentimentModel, train_hidden, train_softmax
 from nlp.ngrams import train_ngrams
 
 LABELS = ("negative", "neutral", "positive")
@@ -90,3 +90,38 @@ def test_sentiment_goes_to_the_classifier_of_its_language(tmp_path: Path) -> Non
     loaded = SentimentModel.load(tmp_path)
     assert set(loaded.by_language) == {"zh"}
     np.testing.assert_allclose(loaded.predict(texts, np.zeros((4, 4)), ["en", "zh", "en", "other"]), probabilities)
+
+
+def _xor(count: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """Points in the four quadrants; the label is "same" where both coordinates share a sign: no line separates it."""
+    points = np.random.default_rng(seed).uniform(-1, 1, size=(count, 2)).astype(np.float32)
+    return points, ["same" if x * y > 0 else "differ" for x, y in points]
+
+
+def test_a_hidden_layer_learns_what_no_linear_head_can_and_round_trips(tmp_path: Path) -> None:
+    points, labels = _xor(600, seed=1)
+    test_points, test_labels = _xor(300, seed=2)
+    hidden = train_hidden(points, labels, calibration=(test_points[:100], test_labels[:100]))
+    linear = train_softmax(points, labels, strength=10.0)
+
+    def accuracy(head: LinearHead) -> float:
+        predicted = [head.labels[i] for i in head.predict(test_points).argmax(axis=1)]
+        return float(np.mean([p == t for p, t in zip(predicted, test_labels, strict=True)]))
+
+    assert accuracy(hidden) > 0.9
+    assert accuracy(linear) < 0.7
+    assert hidden.dim == 2
+
+    path = tmp_path / "hidden.npz"
+    Classifier(hidden).save(path)
+    loaded = Classifier.load(path)
+    assert loaded.linear.hidden_weights is not None
+    assert loaded.linear.temperature == hidden.temperature
+    np.testing.assert_allclose(loaded.predict(["x"] * 300, test_points), hidden.predict(test_points), rtol=1e-5)
+
+
+def test_hidden_layer_training_is_seeded() -> None:
+    points, labels = _xor(200, seed=3)
+    first, second = train_hidden(points, labels), train_hidden(points, labels)
+    np.testing.assert_array_equal(first.hidden_weights, second.hidden_weights)
+    np.testing.assert_array_equal(first.weights, second.weights)
