@@ -15,6 +15,7 @@ import asyncio
 import csv
 import html
 import io
+import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -391,6 +392,12 @@ async def test_audit_export_holds_the_filtered_rows_with_formulas_neutralised(cl
     assert (await empty.read()).decode("utf-8-sig").strip() == (
         "id,at,actor_kind,actor,actor_id,action,target_type,target_id,before,after,remote_addr"
     )
+
+    exports = list(csv.DictReader(io.StringIO((await (await client.get("/console/audit.csv?action=audit.")).read())
+                                              .decode("utf-8-sig"))))  # fmt: skip
+    assert [(row["actor"], row["action"]) for row in exports] == [("root", "audit.exported")] * 3  # this one too
+    assert json.loads(exports[-1]["after"]) == {"filters": {"actor": "clerk", "target_type": "case"}}
+    assert json.loads(exports[0]["after"]) == {"filters": {"action": "audit."}}
 
 
 async def test_concurrent_requests_share_one_computation_until_it_is_stale():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Row, Select, select
 from reporting.periods import local_midnight
 from reporting.tables import neutralise_formulas
 from store import Database
+from store.audit import audit_entry
 from store.models import ActorKind, AuditEntry, StaffRole, StaffUser
 from store.staff import canonical_username
 from web.auth import CONSOLE, SECURITY_HEADERS, csrf_token, require_role
@@ -93,10 +94,17 @@ async def show_audit(request: web.Request) -> web.Response:
 
 
 async def export_audit(request: web.Request) -> web.StreamResponse:
-    """Stream every entry the filters select as CSV (UTF-8 with a byte-order mark, for Excel), newest first."""
-    require_role(request, StaffRole.ADMIN)
+    """Stream every entry the filters select as CSV (UTF-8 with a byte-order mark, for Excel), newest first.
+
+    The export is itself a staff action, recorded (with its filters) before the first row leaves.
+    """
+    user = require_role(request, StaffRole.ADMIN)
     wanted = parse_filter(request.query)
     db, timezone = request.app[DATABASE], request.app[CONSOLE_OPTIONS].timezone
+    chosen = {name: str(value) for name, value in asdict(wanted).items() if value is not None}
+    async with db.writing(), db.sessions() as session, session.begin():
+        session.add(audit_entry(actor_kind=ActorKind.STAFF, actor_id=user.id, action="audit.exported",
+                                target_type="audit_log", target_id=None, after={"filters": chosen}))  # fmt: skip
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/csv; charset=utf-8",
