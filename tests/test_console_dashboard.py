@@ -43,6 +43,7 @@ from store.models import (
 )
 from store.staff import Actor, NewUser, create_user
 from web import passwords
+from web.dashboard import FIGURES, warm_dashboards
 from web.keys import DATABASE
 from web.shared_results import SharedResults
 from web.svg import Mark, bar_chart, line_chart
@@ -420,6 +421,44 @@ async def test_concurrent_requests_share_one_computation_until_it_is_stale():
     await results.get("EAST", compute)
     await results.get("WEST", compute)  # a third key pushes out the oldest
     assert (await results.get("MAIN", compute))[0] == 5
+
+
+async def test_warming_computes_ahead_of_requests_and_renews_behind_the_old_result():
+    now = [0.0]
+    results = SharedResults(ttl=300, size=4, stale_for=600, clock=lambda: now[0])
+    calls = []
+
+    async def compute():
+        calls.append(now[0])
+        await asyncio.sleep(0.01)
+        return len(calls)
+
+    await results.warm("MAIN", compute)
+    await results.warm("MAIN", compute)  # fresh: left alone
+    assert calls == [0.0]
+    assert (await results.get("MAIN", compute))[0] == 1
+    now[0] = 400.0  # stale, still servable: renewed, and the request after it gets the new one without waiting
+    await results.warm("MAIN", compute)
+    assert (await results.get("MAIN", compute))[0] == 2
+    now[0] = 2000.0  # too old to show: computed again
+    await results.warm("MAIN", compute)
+    assert calls == [0.0, 400.0, 2000.0]
+    assert len(results) == 1
+
+
+async def test_each_active_users_default_dashboard_is_warmed_once_and_reused(client, seeded):
+    figures = client.app[FIGURES]
+    assert await warm_dashboards(client.app) == 3  # the bank, the central region, the MAIN branch
+    assert len(figures) == 3
+    await warm_dashboards(client.app)
+    assert len(figures) == 3
+    for username in USERS:
+        await sign_in_as(client, username)
+        await page(client, "/console/dashboard")
+        assert len(figures) == 3  # the page used the warmed figures
+    await sign_in_as(client, "root")
+    await page(client, "/console/dashboard?scope=branch:EAST")  # a scope that is nobody's default
+    assert len(figures) == 4
 
 
 async def test_a_failed_computation_is_not_kept():
