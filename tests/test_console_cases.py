@@ -219,6 +219,9 @@ async def test_the_queue_puts_urgent_then_soonest_due_first_and_marks_what_is_ov
         due = await session.scalar(select(Case.sla_due_at).where(Case.id == urgent_sooner))
     shanghai = (due.astimezone(UTC) + timedelta(hours=8)).strftime("%Y-%m-%d %H:%M")
     assert f'<time class="muted">{shanghai}</time>' in page, "due times are local (CLOSELOOP_TIMEZONE)"
+    closed = await (await client.get("/console/cases?status=closed")).text()
+    assert '<span class="case-due">closed; was due</span>' in closed  # a closed case is neither due nor overdue
+    assert '<span class="case-due">in ' not in closed
 
 
 async def test_the_queue_pages_through_many_cases_without_repeating_one(client, db, staff):

@@ -28,14 +28,16 @@ def local_time(moment: datetime, timezone: str) -> str:
 
 
 def due_of(due: datetime | None, now: datetime, *, is_open: bool, timezone: str, t: Mapping[str, str]) -> Due | None:
-    """The deadline of a case; only an open case can be overdue (a closed one was answered, late or not)."""
+    """The deadline of a case; only an open case can be overdue or due in some time (a closed one was answered,
+    late or not: it shows when it was due)."""
     if due is None:
         return None
+    if not is_open:
+        return Due(t["case_was_due"], local_time(due, timezone), is_overdue=False)
     seconds = (due - now).total_seconds()
     span = _span(abs(seconds), t)
-    is_overdue = is_open and seconds < 0
     relative = t["case_overdue_by"].format(span=span) if seconds < 0 else t["case_due_in"].format(span=span)
-    return Due(relative, local_time(due, timezone), is_overdue)
+    return Due(relative, local_time(due, timezone), is_overdue=seconds < 0)
 
 
 def masked(text: str | None) -> str:

@@ -32,6 +32,7 @@ CASE_TEXTS: dict[str, dict[str, str]] = {
     "case_no_due": {"en": "no deadline", "zh": "无期限"},
     "case_due_in": {"en": "in {span}", "zh": "{span}后"},
     "case_overdue_by": {"en": "overdue by {span}", "zh": "已逾期 {span}"},
+    "case_was_due": {"en": "closed; was due", "zh": "已结案，原定期限"},
     "case_minutes": {"en": "{n} min", "zh": "{n} 分钟"},
     "case_hours": {"en": "{n} h", "zh": "{n} 小时"},
     "case_days": {"en": "{n} d", "zh": "{n} 天"},
