@@ -119,8 +119,9 @@ def train_hidden(
 
     On frozen sentence embeddings it beats the linear head where labels are many and fine-grained: banking77's 77
     intents, 80/20 splits with three seeds, 0.905-0.914 linear against 0.917-0.928 (n-grams blended in: 0.912-0.918
-    against 0.922-0.931). Seeded: the same data gives the same head with the same torch build and thread count;
-    across thread counts float sums differ and training lands elsewhere (0.920 and 0.931 seen on one split).
+    against 0.922-0.931). Seeded: the same data gives the same head within a process; two processes (a thread
+    count or a kernel choice apart) may sum floats in another order and land elsewhere (0.920 and 0.931 seen on
+    one split).
     """
     import torch
 
