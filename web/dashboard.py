@@ -145,8 +145,10 @@ async def warm_dashboards(app: web.Application) -> int:
     db, options = app[DATABASE], app[CONSOLE_OPTIONS]
     window = _window(None, None, options.timezone)
     scopes: dict[Scope, None] = {}
+    seen = set()
     for user in await list_users(db):
-        if user.is_active:
+        if user.is_active and (user.scope_kind, user.scope_value) not in seen:  # many users share one scope
+            seen.add((user.scope_kind, user.scope_value))
             choices = _choices(user, await _branches(db, user, "en"), texts("en"))
             if choices:
                 scopes[choices[0].scope] = None

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from store.models import utcnow
 
@@ -70,18 +70,12 @@ class SharedResults(Generic[V]):
         return len(self._entries)
 
     async def warm(self, key: Hashable, compute: Callable[[], Awaitable[V]]) -> None:
-        """Make the key's result fresh ahead of any request and wait until it is: nothing to do if it is fresh,
-        a running computation is awaited, a servable stale one is renewed behind the old (still answered
-        meanwhile), anything else computed. A failure is logged by the renewal or raised here."""
-        entry = self._entries.get(key)
-        now = self.clock()
-        if entry is not None and (entry.expires > now or self._is_servable(entry, now)):
-            if entry.expires <= now:
-                self._renew(key, compute)
-            task: asyncio.Future[Any] = self._renewing.get(key) or entry.task
-        else:
-            task = self._store(key, compute).task
-        await asyncio.shield(task)
+        """Make the key's result fresh ahead of any request and wait until it is: `get`, then the renewal it may
+        have started behind a stale result (which requests are still answered with meanwhile)."""
+        await self.get(key, compute)
+        renewing = self._renewing.get(key)
+        if renewing is not None:
+            await asyncio.shield(renewing)
 
     async def close(self) -> None:
         """Cancel the computations still running (the server stops: the database is about to close)."""
