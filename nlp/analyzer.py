@@ -1,7 +1,8 @@
 """Read a comment: language, masked text, sentiment, categories, sentence-level aspects and flags.
 
 Plain data in, plain data out, synchronous (the worker runs it off the event loop). One encoder pass per text,
-plus one per clause for comments with several clauses; every head works on those embeddings.
+plus one per clause for comments with several clauses; every head works on those embeddings (a bank's own category
+set also reads a second embedding of the same texts, nlp.universal).
 """
 
 from __future__ import annotations

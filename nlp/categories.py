@@ -81,15 +81,24 @@ class CategoryModel:
 
 
 class LabelSet:
-    """A bank's own category set, trained from its labelled history: one label per comment."""
+    """A bank's own category set, trained from its labelled history: one label per comment.
 
-    def __init__(self, head: Classifier) -> None:
+    Where the head reads a second embedding besides the encoder's (`Classifier.view`), `view` makes it from the
+    texts; the analysis hands over the encoder's embeddings only.
+    """
+
+    def __init__(self, head: Classifier, view: Encoder | None = None) -> None:
+        if (head.view is None) != (view is None):
+            raise ValueError(f"the category set reads the view {head.view!r} but was given {view!r}")
         self._head = head
+        self._view = view
         self.labels = head.labels
 
     def scores(self, texts: Sequence[str], embeddings: np.ndarray) -> np.ndarray:
         if len(embeddings) == 0:
             return np.zeros((0, len(self.labels)))
+        if self._view is not None:
+            embeddings = np.hstack([embeddings, self._view.encode(texts)])
         return self._head.predict(texts, embeddings)
 
 

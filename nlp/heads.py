@@ -210,6 +210,8 @@ class Classifier:
     # The embedding head's share. Fixed, not tuned on held-out data: that data shares its wording with the training
     # set, so it favours the n-grams, which carry over worse to another domain than the embeddings do.
     blend: float = 0.5
+    # A second embedding the embedding head reads after the encoder's, by name (nlp.universal); None: the encoder's only
+    view: str | None = None
 
     def __post_init__(self) -> None:
         if self.ngrams is not None and self.ngrams.labels != self.linear.labels:
@@ -229,7 +231,7 @@ class Classifier:
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"labels": list(self.labels), "temperature": self.linear.temperature,
-                "multi_label": self.linear.multi_label, "blend": self.blend}  # fmt: skip
+                "multi_label": self.linear.multi_label, "blend": self.blend, "view": self.view}  # fmt: skip
         extra = self.ngrams.arrays() if self.ngrams is not None else {}
         np.savez_compressed(path, meta=np.array(json.dumps(meta)), **self.linear.arrays(), **extra)
 
@@ -237,10 +239,12 @@ class Classifier:
     def load(cls, path: Path) -> Classifier:
         linear = LinearHead.load(path)
         with np.load(path, allow_pickle=False) as data:
-            if "ngram_weights" not in data:
-                return cls(linear)
             meta = json.loads(str(data["meta"]))
-            return cls(linear, NgramHead.from_arrays({key: data[key] for key in data.files}), float(meta["blend"]))
+            view = meta.get("view")  # absent in files from before views
+            if "ngram_weights" not in data:
+                return cls(linear, view=view)
+            ngrams = NgramHead.from_arrays({key: data[key] for key in data.files})
+            return cls(linear, ngrams, float(meta["blend"]), view=view)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from nlp.encoder import Encoder, ModelLoadError
 from nlp.flags import FlagRules
 from nlp.heads import Classifier, LinearHead, SentimentModel
 from nlp.taxonomy import Taxonomy
+from nlp.universal import view_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -52,7 +53,11 @@ def load_analyzer(
             raise ModelLoadError(
                 f"no category set {category_set!r} at {path}: train it with `closeloop nlp train-categories`"
             )
-        categories: CategoryModel | LabelSet = LabelSet(_classifier(path, encoder))
+        classifier = Classifier.load(path)
+        view = view_for(classifier.view, threads=threads)
+        _check_dim(classifier.linear, path, encoder, extra=view.dim if view else 0,
+                   command="closeloop nlp train-categories")  # fmt: skip
+        categories: CategoryModel | LabelSet = LabelSet(classifier, view)
         parts.append(f"{category_set}-{_digest(path)}")
     else:
         head = _head(artifacts / "categories.npz", encoder)
@@ -82,11 +87,13 @@ def _head(path: Path, encoder: Encoder) -> LinearHead:
     return _classifier(path, encoder).linear
 
 
-def _check_dim(head: LinearHead, path: Path, encoder: Encoder) -> None:
-    if head.dim != encoder.dim:
+def _check_dim(
+    head: LinearHead, path: Path, encoder: Encoder, *, extra: int = 0, command: str = "closeloop nlp train"
+) -> None:
+    if head.dim != encoder.dim + extra:
         raise ModelLoadError(
             f"{path.name} was trained for {head.dim}-dimensional embeddings but the encoder gives "
-            f"{encoder.dim}: retrain with `closeloop nlp train` for this model"
+            f"{encoder.dim + extra}: retrain with `{command}` for this model"
         )
 
 

@@ -41,6 +41,12 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
 
 
+class View(Protocol):
+    name: str
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray: ...
+
+
 Progress = Callable[[str], None]
 
 
@@ -133,9 +139,18 @@ def predict_labels(labels: Sequence[str], probabilities: np.ndarray, *, binary: 
     return [labels[i] for i in probabilities.argmax(axis=1)]
 
 
-def train_label_set(texts: Sequence[str], labels: Sequence[str], encoder: Encoder) -> tuple[Classifier, Scores]:
-    """A bank's own categories: a hidden-layer embedding head and an n-gram head blended, with held-out scores."""
-    return train_classifier(texts, encoder.encode(texts), labels, strength=LABEL_SET_STRENGTH, hidden=True)
+def train_label_set(
+    texts: Sequence[str], labels: Sequence[str], encoder: Encoder, *, view: View | None = None
+) -> tuple[Classifier, Scores]:
+    """A bank's own categories: a hidden-layer embedding head and an n-gram head blended, with held-out scores.
+
+    With a `view` (nlp.universal) the embedding head reads its embedding after the encoder's.
+    """
+    vectors = encoder.encode(texts)
+    if view is not None:
+        vectors = np.hstack([vectors, view.encode(texts)])
+    classifier, held_out = train_classifier(texts, vectors, labels, strength=LABEL_SET_STRENGTH, hidden=True)
+    return replace(classifier, view=view.name if view is not None else None), held_out
 
 
 def train_classifier(

@@ -14,6 +14,7 @@ from config.app import load_analysis, load_catalog
 from config.cli import main
 from config.settings import load_settings
 from config.worker import AnalysisWorker
+from nlp.heads import Classifier
 from store import Database, upgrade
 from store.analysis_queue import pending_count, record_correction
 from store.models import Analysis, Branch, Conversation, Feedback, StaffUser
@@ -156,7 +157,13 @@ def test_cli_analyze_eval_and_train_categories(model_dir, tmp_path, monkeypatch,
     labelled = write_csv(tmp_path / "intents.csv", [{"text": t, "intent": i} for t, i in intents])
     assert main(["nlp", "train-categories", "--data", str(labelled), "--text-column", "text", "--label-column",
                  "intent", "--name", "mine"]) == 0  # fmt: skip
-    assert (model_dir / "category-sets" / "mine.npz").exists()
+    saved = Classifier.load(model_dir / "category-sets" / "mine.npz")
+    assert saved.view == "use-m3"
+    assert saved.linear.dim == 384 + 512  # e5's embedding, then the second view's
+    capsys.readouterr()
+    assert main(["nlp", "eval", "--data", str(labelled), "--text-column", "text", "--label-column", "intent",
+                 "--task", "categories", "--categories", "mine"]) == 0  # fmt: skip
+    assert "accuracy 1.0000" in capsys.readouterr().out
 
 
 def test_cli_names_a_missing_column_and_bad_bytes(tmp_path, capsys):
