@@ -90,17 +90,19 @@ def train_categories(settings: Settings, data_file: Path, text_column: str, labe
     from nlp.encoder import Encoder
     from nlp.loading import category_set_path
     from nlp.training import train_label_set
-    from nlp.universal import UniversalEncoder
+    from nlp.views import views_for_training
 
     if not name.replace("-", "").replace("_", "").isalnum():
         raise click.BadParameter("use letters, digits, - and _ only", param_hint="--name")
     texts, labels = _labelled_rows(data_file, text_column, label_column)
-    encoder = Encoder.load(settings.nlp.model, cache_dir=settings.data_dir / "models", num_threads=settings.nlp.threads)
-    view = UniversalEncoder.load(threads=settings.nlp.threads)
+    cache_dir = settings.data_dir / "models"
+    encoder = Encoder.load(settings.nlp.model, cache_dir=cache_dir, num_threads=settings.nlp.threads)
+    view = views_for_training(texts, cache_dir=cache_dir, threads=settings.nlp.threads)
     head, held_out = train_label_set(texts, labels, encoder, view=view)
     path = category_set_path(settings.data_dir, name)
     head.save(path)
-    click.echo(f"{len(texts)} rows, {len(head.labels)} labels; held-out 10%:\n{held_out.table()}")
+    click.echo(f"{len(texts)} rows, {len(head.labels)} labels, reading {encoder.version} and {view.name}; "
+               f"held-out 10%:\n{held_out.table()}")  # fmt: skip
     click.echo(f"saved {path}; select it with CLOSELOOP_NLP_CATEGORIES={name}")
 
 

@@ -2,7 +2,7 @@
 
 Plain data in, plain data out, synchronous (the worker runs it off the event loop). One encoder pass per text,
 plus one per clause for comments with several clauses; every head works on those embeddings (a bank's own category
-set also reads a second embedding of the same texts, nlp.universal).
+set also reads other embeddings of the same texts, nlp.views).
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ class Classifier:
     # The embedding head's share. Fixed, not tuned on held-out data: that data shares its wording with the training
     # set, so it favours the n-grams, which carry over worse to another domain than the embeddings do.
     blend: float = 0.5
-    # A second embedding the embedding head reads after the encoder's, by name (nlp.universal); None: the encoder's only
+    # Embeddings the embedding head reads after the encoder's, by name (nlp.views); None: the encoder's only
     view: str | None = None
 
     def __post_init__(self) -> None:

@@ -12,7 +12,7 @@ from nlp.encoder import Encoder, ModelLoadError
 from nlp.flags import FlagRules
 from nlp.heads import Classifier, LinearHead, SentimentModel
 from nlp.taxonomy import Taxonomy
-from nlp.universal import view_for
+from nlp.views import view_for
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
@@ -54,7 +54,7 @@ def load_analyzer(
                 f"no category set {category_set!r} at {path}: train it with `closeloop nlp train-categories`"
             )
         classifier = Classifier.load(path)
-        view = view_for(classifier.view, threads=threads)
+        view = view_for(classifier.view, cache_dir=data_dir / "models", threads=threads)
         _check_dim(classifier.linear, path, encoder, extra=view.dim if view else 0,
                    command="closeloop nlp train-categories")  # fmt: skip
         categories: CategoryModel | LabelSet = LabelSet(classifier, view)

@@ -142,14 +142,16 @@ def predict_labels(labels: Sequence[str], probabilities: np.ndarray, *, binary: 
 def train_label_set(
     texts: Sequence[str], labels: Sequence[str], encoder: Encoder, *, view: View | None = None
 ) -> tuple[Classifier, Scores]:
-    """A bank's own categories: a hidden-layer embedding head and an n-gram head blended, with held-out scores.
+    """A bank's own categories: a hidden-layer embedding head and an n-gram head (characters and words) blended,
+    with held-out scores.
 
-    With a `view` (nlp.universal) the embedding head reads its embedding after the encoder's.
+    With a `view` (nlp.views) the embedding head reads its embeddings after the encoder's.
     """
     vectors = encoder.encode(texts)
     if view is not None:
         vectors = np.hstack([vectors, view.encode(texts)])
-    classifier, held_out = train_classifier(texts, vectors, labels, strength=LABEL_SET_STRENGTH, hidden=True)
+    classifier, held_out = train_classifier(texts, vectors, labels, strength=LABEL_SET_STRENGTH, hidden=True,
+                                            words=True)  # fmt: skip
     return replace(classifier, view=view.name if view is not None else None), held_out
 
 
@@ -162,20 +164,22 @@ def train_classifier(
     strength: float,
     ngrams: bool = True,
     hidden: bool = False,
+    words: bool = False,
 ) -> tuple[Classifier, Scores]:
     """Fit on 90%, calibrate and score on the held-out 10%, then refit on everything with that temperature.
 
-    `hidden` puts a hidden layer in the embedding head (heads.train_hidden) instead of the linear one.
+    `hidden` puts a hidden layer in the embedding head (heads.train_hidden) instead of the linear one; `words` gives
+    the n-gram head word n-grams beside the character ones.
     """
     train, held = _split(len(texts))
     picked = (lambda rows: weights[rows]) if weights is not None else (lambda rows: None)
     trial = _fit(texts, vectors, labels, train, picked(train), strength=strength, ngrams=ngrams, hidden=hidden,
-                 calibration=(vectors[held], [labels[i] for i in held]))  # fmt: skip
+                 words=words, calibration=(vectors[held], [labels[i] for i in held]))  # fmt: skip
     held_texts, held_labels = [texts[i] for i in held], [labels[i] for i in held]
     held_out = score(held_labels, predict_labels(trial.labels, trial.predict(held_texts, vectors[held])))
     everything = list(range(len(texts)))
     final = _fit(texts, vectors, labels, everything, picked(everything), strength=strength, ngrams=ngrams,
-                 hidden=hidden)  # fmt: skip
+                 hidden=hidden, words=words)  # fmt: skip
     return replace(final, linear=final.linear.with_temperature(trial.linear.temperature)), held_out
 
 
@@ -189,6 +193,7 @@ def _fit(
     strength: float,
     ngrams: bool,
     hidden: bool = False,
+    words: bool = False,
     calibration: tuple[np.ndarray, Sequence[str]] | None = None,
 ) -> Classifier:
     chosen = [labels[i] for i in rows]
@@ -199,7 +204,7 @@ def _fit(
     if not ngrams:
         return Classifier(linear)
     blend = HIDDEN_BLEND if hidden else Classifier.blend
-    ngram_head = train_ngrams([texts[i] for i in rows], chosen, weights=weights, strength=NGRAM_STRENGTH)
+    ngram_head = train_ngrams([texts[i] for i in rows], chosen, weights=weights, strength=NGRAM_STRENGTH, words=words)
     return Classifier(linear, ngram_head, blend)
 
 

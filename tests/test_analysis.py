@@ -158,8 +158,10 @@ def test_cli_analyze_eval_and_train_categories(model_dir, tmp_path, monkeypatch,
     assert main(["nlp", "train-categories", "--data", str(labelled), "--text-column", "text", "--label-column",
                  "intent", "--name", "mine"]) == 0  # fmt: skip
     saved = Classifier.load(model_dir / "category-sets" / "mine.npz")
-    assert saved.view == "use-m3"
-    assert saved.linear.dim == 384 + 512  # e5's embedding, then the second view's
+    assert saved.view == "use-m3+minilm-en"  # an English history: the English encoder as well
+    assert saved.linear.dim == 384 + 512 + 384  # e5's embedding, then the views' in the order named
+    assert saved.ngrams is not None
+    assert "my card" in saved.ngrams.word_vocabulary
     capsys.readouterr()
     assert main(["nlp", "eval", "--data", str(labelled), "--text-column", "text", "--label-column", "intent",
                  "--task", "categories", "--categories", "mine"]) == 0  # fmt: skip

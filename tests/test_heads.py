@@ -64,6 +64,34 @@ def test_classifier_blends_both_heads_and_round_trips_without_pickle(tmp_path: P
     np.testing.assert_allclose(loaded.predict(["awful queue", "lovely staff"], embeddings), blended, rtol=1e-5)
 
 
+def test_word_ngrams_read_word_pairs_and_round_trip(tmp_path: Path) -> None:
+    # The same characters in every text of both labels: only the order of the words tells them apart.
+    texts = ["top up card", "card top up", "top up my card", "my card top up"] * 3
+    labels = ["top_up", "card", "top_up", "card"] * 3
+    words = train_ngrams(texts, labels, strength=10.0, words=True)
+    assert {"top up", "up card", "card top"} <= set(words.word_vocabulary)
+    probabilities = words.predict(["please top up card", "card top up please"])
+    assert [words.labels[i] for i in probabilities.argmax(axis=1)] == ["top_up", "card"]
+    characters = train_ngrams(texts, labels, strength=10.0).predict(["please top up card", "card top up please"])
+    assert np.ptp(characters[:, 0]) < np.ptp(probabilities[:, 0])  # characters alone tell them apart less well
+
+    path = tmp_path / "words.npz"
+    classifier = Classifier(LinearHead(words.labels, np.zeros((2, 2)), np.zeros(2)), words)
+    classifier.save(path)
+    loaded = Classifier.load(path)
+    assert loaded.ngrams is not None
+    assert loaded.ngrams.word_vocabulary == words.word_vocabulary
+    np.testing.assert_allclose(loaded.predict(texts, np.zeros((len(texts), 2))),
+                               classifier.predict(texts, np.zeros((len(texts), 2))), rtol=1e-5)  # fmt: skip
+
+
+def test_word_ngrams_fall_back_to_characters_where_no_word_repeats() -> None:
+    texts, labels = ["我的卡丢了", "卡被吞了", "密码忘了", "重置密码"], ["card", "card", "pin", "pin"]
+    head = train_ngrams(texts, labels, strength=10.0, words=True)  # each run of characters is one word, seen once
+    assert head.word_vocabulary == ()
+    assert [head.labels[i] for i in head.predict(["卡丢了", "忘了密码"]).argmax(axis=1)] == ["card", "pin"]
+
+
 def test_an_embedding_only_file_loads_as_a_classifier_without_ngrams(tmp_path: Path) -> None:
     path = tmp_path / "old.npz"
     _constant("positive").save(path)

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 
 from nlp.categories import LabelSet
-from nlp.errors import ModelLoadError
 from nlp.heads import Classifier, train_softmax
-from nlp.universal import NAME, UniversalEncoder, view_for
+from nlp.universal import NAME, UniversalEncoder
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +37,3 @@ def test_a_label_set_reads_the_view_beside_the_encoder(universal: UniversalEncod
     assert [label_set.labels[i] for i in scores.argmax(axis=1)] == ["card", "pin"]
     with pytest.raises(ValueError, match="reads the view"):
         LabelSet(head)
-
-
-def test_an_unknown_view_is_a_clear_error() -> None:
-    assert view_for(None) is None
-    with pytest.raises(ModelLoadError, match="'use-m9'"):
-        view_for("use-m9")
