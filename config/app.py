@@ -23,6 +23,7 @@ from bot.channels.webchat import add_webchat_routes
 from bot.engine import Engine
 from bot.script import Survey
 from config.branches import BranchList, load_branches
+from config.errors import ConfigError
 from config.files import parse_file
 from config.settings import Settings
 from config.subscriptions import load_subscriptions, sync_subscriptions
@@ -322,17 +323,25 @@ async def _ticket_jobs_context(settings: Settings, catalog: Catalog, app: web.Ap
 
 
 def load_analysis(settings: Settings, catalog: Catalog, *, category_set: str | None = None):
-    """The NLP analyzer for these settings (imports torch: call it off the event loop)."""
+    """The NLP analyzer for these settings (imports torch: call it off the event loop).
+
+    A model, head or category set that cannot be loaded is a ConfigError: its message names what is missing and
+    the command that makes it, and every command reports it as bad settings (exit 2).
+    """
+    from nlp.errors import ModelLoadError
     from nlp.loading import load_analyzer
 
-    return load_analyzer(
-        model=settings.nlp.model,
-        data_dir=settings.data_dir,
-        taxonomy=catalog.taxonomy,
-        flags=catalog.flags,
-        category_set=category_set if category_set is not None else settings.nlp.categories,
-        threads=settings.nlp.threads,
-    )
+    try:
+        return load_analyzer(
+            model=settings.nlp.model,
+            data_dir=settings.data_dir,
+            taxonomy=catalog.taxonomy,
+            flags=catalog.flags,
+            category_set=category_set if category_set is not None else settings.nlp.categories,
+            threads=settings.nlp.threads,
+        )
+    except ModelLoadError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 async def _worker_context(settings: Settings, catalog: Catalog, app: web.Application) -> AsyncIterator[None]:

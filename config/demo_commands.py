@@ -120,7 +120,6 @@ def demo_branch_specs(catalog: Catalog) -> list[BranchSpec]:
 
 async def _demo(settings: Settings, catalog: Catalog, request: DemoRequest, *, force: bool) -> DemoResult:
     """Check the database first and load the model next, so a refusal or a missing model writes nothing."""
-    from nlp.errors import ModelLoadError
 
     database = open_database(settings)
     try:
@@ -131,10 +130,7 @@ async def _demo(settings: Settings, catalog: Catalog, request: DemoRequest, *, f
             await require_schema(database)
         check_census(await take_census(database), force=force)
         click.echo("loading the analysis model ...", err=True)
-        try:
-            analyzer = await asyncio.to_thread(load_analysis, settings, catalog)
-        except ModelLoadError as exc:
-            raise ConfigError(str(exc)) from None
+        analyzer = await asyncio.to_thread(load_analysis, settings, catalog)
         return await create_demo(database, analyzer, request, replace=force)
     finally:
         await database.dispose()

@@ -10,7 +10,6 @@ from zoneinfo import ZoneInfo
 import click
 
 from config.app import Catalog, load_analysis, load_catalog, open_database, ticket_job_options
-from config.errors import ConfigError
 from config.settings import Settings
 from store import Database, StoreError, current_revision, head_revision
 
@@ -77,17 +76,13 @@ def parse_now(text: str | None, timezone: str) -> datetime:
 
 async def _run(settings: Settings, catalog: Catalog, options: TicketJobOptions, now: datetime) -> TicketRound:
     """Check the database first (a wrong one fails in a second, not after the model's load), then run the round."""
-    from nlp.errors import ModelLoadError
     from reporting.ticket_jobs import run_ticket_round
 
     database = open_database(settings)
     try:
         await database.ping()
         await require_schema(database)
-        try:
-            analyzer = await asyncio.to_thread(load_analysis, settings, catalog)
-        except ModelLoadError as exc:
-            raise ConfigError(str(exc)) from None
+        analyzer = await asyncio.to_thread(load_analysis, settings, catalog)
         return await run_ticket_round(database, analyzer.embed, options, now=now)
     finally:
         await database.dispose()

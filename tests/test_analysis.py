@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -14,7 +15,7 @@ from config.app import load_analysis, load_catalog
 from config.cli import main
 from config.settings import load_settings
 from config.worker import AnalysisWorker
-from nlp.heads import Classifier
+from nlp.heads import Classifier, train_softmax
 from store import Database, upgrade
 from store.analysis_queue import pending_count, record_correction
 from store.models import Analysis, Branch, Conversation, Feedback, StaffUser
@@ -166,6 +167,21 @@ def test_cli_analyze_eval_and_train_categories(model_dir, tmp_path, monkeypatch,
     assert main(["nlp", "eval", "--data", str(labelled), "--text-column", "text", "--label-column", "intent",
                  "--task", "categories", "--categories", "mine"]) == 0  # fmt: skip
     assert "accuracy 1.0000" in capsys.readouterr().out
+
+
+def test_cli_names_a_category_set_it_cannot_load(model_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CLOSELOOP_DATA_DIR", str(model_dir))
+    rows = [{"text": "my card has not arrived", "intent": "card_arrival"}, {"text": "reset my PIN", "intent": "pin"}]
+    data = write_csv(tmp_path / "in.csv", rows)
+    command = ["nlp", "eval", "--data", str(data), "--text-column", "text", "--label-column", "intent",
+               "--task", "categories", "--categories"]  # fmt: skip
+    assert main([*command, "nosuch"]) == 2
+    assert "no category set 'nosuch'" in capsys.readouterr().err
+    # a set file that names a view this version does not know (a newer version's, or a damaged file)
+    head = Classifier(train_softmax(np.eye(2, 384 + 512), ["a", "b"]), view="use-m3+use-m9")
+    head.save(model_dir / "category-sets" / "newer.npz")
+    assert main([*command, "newer"]) == 2
+    assert "reads the embedding 'use-m9', which this version does not know" in capsys.readouterr().err
 
 
 def test_cli_names_a_missing_column_and_bad_bytes(tmp_path, capsys):
